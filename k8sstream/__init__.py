@@ -1,9 +1,82 @@
-"""k8sstream: run commands in Kubernetes pods and forward their ports over WebSocket."""
+"""k8sstream: run commands in Kubernetes pods and forward their ports over WebSocket.
+
+The interface follows :mod:`subprocess`: ``k8sstream.run(["ls"], pod="web-0")`` works like
+``subprocess.run(["ls"])``, in a pod.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from ._status import ApiStatus, ExitStatus
+from .client import Client
+from .config import ClusterConfig, load_kubeconfig
+from .errors import (
+    ApiError,
+    CalledProcessError,
+    ConfigError,
+    ConnectError,
+    K8sStreamError,
+    LocalProtocolError,
+    PodStateError,
+    ProtocolError,
+    ProxyError,
+    RemoteCommandError,
+    RemoteProtocolError,
+    StreamClosedError,
+    StreamTimeout,
+    TimeoutExpired,
+    TLSError,
+)
+from .process import (
+    DEVNULL,
+    PIPE,
+    STDOUT,
+    CompletedProcess,
+    Popen,
+    RemoteProcess,
+    attach,
+    call,
+    check_call,
+    check_output,
+    run,
+)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "DEVNULL",
+    "PIPE",
+    "STDOUT",
+    "ApiError",
+    "ApiStatus",
+    "CalledProcessError",
+    "Client",
+    "ClusterConfig",
+    "CompletedProcess",
+    "ConfigError",
+    "ConnectError",
+    "ExitStatus",
+    "K8sStreamError",
+    "LocalProtocolError",
+    "PodStateError",
+    "Popen",
+    "ProtocolError",
+    "ProxyError",
+    "RemoteCommandError",
+    "RemoteProcess",
+    "RemoteProtocolError",
+    "StreamClosedError",
+    "StreamTimeout",
+    "TLSError",
+    "TimeoutExpired",
+    "__version__",
+    "attach",
+    "call",
+    "check_call",
+    "check_output",
+    "load_kubeconfig",
+    "run",
+]
 
 logging.getLogger("k8sstream").addHandler(logging.NullHandler())

@@ -160,7 +160,9 @@ def encode_resize(width: int, height: int) -> bytes:
     """The channel-4 payload for a terminal size: capitalised Go field names, newline-ended."""
     for name, value in (("width", width), ("height", height)):
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFFFF:
-            raise LocalProtocolError(f"terminal {name} must be an integer in 0..65535, not {value!r}")
+            raise LocalProtocolError(
+                f"terminal {name} must be an integer in 0..65535, not {value!r}"
+            )
     return json.dumps({"Width": width, "Height": height}, separators=(",", ":")).encode() + b"\n"
 
 
@@ -239,9 +241,7 @@ class RemoteCommandConnection:
     with :meth:`connection_lost`; ask it for the bytes of every message to send.
     """
 
-    def __init__(
-        self, protocol: ChannelProtocol, *, stdin: bool, tty: bool
-    ) -> None:
+    def __init__(self, protocol: ChannelProtocol, *, stdin: bool, tty: bool) -> None:
         self.protocol = protocol
         self.tty = tty
         self.state = ConnectionState.OPEN
@@ -379,7 +379,9 @@ class RemoteCommandConnection:
 
     def _check_usable(self) -> None:
         if self.state is ConnectionState.ERROR:
-            raise LocalProtocolError("the connection failed with a protocol error; it cannot be used")
+            raise LocalProtocolError(
+                "the connection failed with a protocol error; it cannot be used"
+            )
         if self.state is ConnectionState.CLOSED:
             raise LocalProtocolError("the connection is closed")
 

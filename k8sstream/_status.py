@@ -161,7 +161,9 @@ def success_status() -> bytes:
 
 def exit_code_status(code: int) -> bytes:
     """The v4/v5 error-channel payload for a non-zero exit, as the v5 translator writes it."""
-    message = f"command terminated with non-zero exit code: command terminated with exit code {code}"
+    message = (
+        f"command terminated with non-zero exit code: command terminated with exit code {code}"
+    )
     return _dumps(
         {
             "metadata": {},

@@ -18,6 +18,7 @@ __all__ = [
     "ConnectError",
     "K8sStreamError",
     "LocalProtocolError",
+    "PodStateError",
     "ProtocolError",
     "ProxyError",
     "RemoteCommandError",
@@ -46,7 +47,7 @@ class ProxyError(ConnectError):
 
 
 class TLSError(ConnectError):
-    """Raised when the TLS handshake failed, for example on an untrusted or mismatched certificate."""
+    """Raised when the TLS handshake failed, e.g. on an untrusted or mismatched certificate."""
 
 
 class ApiError(K8sStreamError):
@@ -69,9 +70,16 @@ class ApiError(K8sStreamError):
         self.status = status
 
     def __str__(self) -> str:
-        return f"{self.status_code} {self.reason}: {self.message}" if self.reason else (
-            f"{self.status_code}: {self.message}"
+        return (
+            f"{self.status_code} {self.reason}: {self.message}"
+            if self.reason
+            else (f"{self.status_code}: {self.message}")
         )
+
+
+class PodStateError(K8sStreamError):
+    """Raised before connecting when the pod cannot be used: it has completed, or the container
+    does not exist (kubectl's own checks)."""
 
 
 class ProtocolError(K8sStreamError):
@@ -79,7 +87,9 @@ class ProtocolError(K8sStreamError):
 
     def __init__(self, *args: Any) -> None:
         if type(self) is ProtocolError:
-            raise TypeError("ProtocolError is abstract; raise LocalProtocolError or RemoteProtocolError")
+            raise TypeError(
+                "ProtocolError is abstract; raise LocalProtocolError or RemoteProtocolError"
+            )
         super().__init__(*args)
 
 
