@@ -1,0 +1,22 @@
+"""A local Kubernetes API-server emulator for exec and attach, backed by local processes.
+
+It speaks the streaming protocols as a 1.31+ kube-apiserver does, refusals and error bodies
+included, so scripts (and kubectl) can be tested without a cluster::
+
+    from k8sstream.testing import ApiServer, Pod, Container
+
+    with ApiServer() as server:                 # pod default/demo: containers main, sidecar
+        server.write_kubeconfig("kubeconfig")
+        ...
+
+Commands run as local processes of the current user, without isolation: a container is only a
+working directory under ``root_dir``, and absolute paths in commands are host paths.
+"""
+
+from __future__ import annotations
+
+from ._faults import Faults, RequestRecord
+from ._model import Container, Pod
+from ._server import ApiServer
+
+__all__ = ["ApiServer", "Container", "Faults", "Pod", "RequestRecord"]

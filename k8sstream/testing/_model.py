@@ -1,0 +1,242 @@
+"""Pods and containers as users declare them, and the JSON the API server returns for them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+__all__ = ["DEFAULT_IMAGE", "Container", "Pod"]
+
+DEFAULT_IMAGE = "k8sstream/emulator:latest"
+
+
+@dataclass
+class Container:
+    """One container of an emulated pod.
+
+    Args:
+        name: the container name.
+        command: argv of the container's main process, started when the pod is added and the
+            process that ``attach`` connects to. ``None`` picks a default: with ``stdin`` a shell
+            loop that echoes each input line prefixed with ``"<name>: "``, without ``stdin``
+            a process that sleeps forever. Run without a shell, from the container directory.
+        tty: run the main process under a pseudo-terminal (attach then forces a TTY, as kubectl
+            does for such containers).
+        stdin: keep the main process's stdin open for ``attach -i``. Without it the main
+            process reads EOF immediately.
+        stdin_once: close the main process's stdin when the first attached session that sent
+            stdin detaches or closes stdin (Kubernetes ``stdinOnce``).
+        image: shown in the pod JSON only.
+        env: extra environment variables for the main process and every exec.
+    """
+
+    name: str
+    command: Optional[Sequence[str]] = None
+    tty: bool = False
+    stdin: bool = True
+    stdin_once: bool = False
+    image: str = DEFAULT_IMAGE
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def main_command(self) -> List[str]:
+        if self.command is not None:
+            return list(self.command)
+        if self.stdin:
+            return ["sh", "-c", f'while IFS= read -r l; do echo "{self.name}: $l"; done']
+        return ["tail", "-f", "/dev/null"]
+
+
+@dataclass
+class Pod:
+    """An emulated pod. Every container's main process starts when the pod is added.
+
+    Args:
+        name, namespace, labels, annotations: the pod's metadata.
+        containers: at least one :class:`Container`.
+        phase: ``status.phase``; kubectl refuses exec/attach for ``Succeeded``/``Failed``.
+        node_name: ``spec.nodeName``; empty makes exec/attach fail like an unscheduled pod.
+    """
+
+    name: str
+    namespace: str = "default"
+    containers: Sequence[Container] = field(default_factory=lambda: [Container("main")])
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    phase: str = "Running"
+    node_name: str = "k8sstream-node"
+
+    def container_names(self) -> List[str]:
+        return [c.name for c in self.containers]
+
+    def container(self, name: str) -> Optional[Container]:
+        for c in self.containers:
+            if c.name == name:
+                return c
+        return None
+
+
+def rfc3339(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+@dataclass
+class ContainerState:
+    """What the pod JSON reports about one container's main process."""
+
+    container_id: str
+    started_at: float
+    exit_code: Optional[int] = None
+    finished_at: Optional[float] = None
+
+
+@dataclass
+class PodRecord:
+    """Server-side bookkeeping for one pod."""
+
+    pod: Pod
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created: float = field(default_factory=time.time)
+    resource_version: str = "1"
+    states: Dict[str, ContainerState] = field(default_factory=dict)
+
+    def to_json(self) -> Dict[str, Any]:
+        pod = self.pod
+        metadata: Dict[str, Any] = {
+            "name": pod.name,
+            "namespace": pod.namespace,
+            "uid": self.uid,
+            "resourceVersion": self.resource_version,
+            "creationTimestamp": rfc3339(self.created),
+        }
+        if pod.labels:
+            metadata["labels"] = dict(pod.labels)
+        if pod.annotations:
+            metadata["annotations"] = dict(pod.annotations)
+        containers = []
+        for c in pod.containers:
+            spec: Dict[str, Any] = {
+                "name": c.name,
+                "image": c.image,
+                "resources": {},
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+                "imagePullPolicy": "IfNotPresent",
+            }
+            if c.command is not None:
+                spec["command"] = list(c.command)
+            if c.stdin:
+                spec["stdin"] = True
+            if c.stdin_once:
+                spec["stdinOnce"] = True
+            if c.tty:
+                spec["tty"] = True
+            containers.append(spec)
+        statuses = [self._container_status(c) for c in pod.containers]
+        all_ready = all(s["ready"] for s in statuses)
+        created = rfc3339(self.created)
+        conditions = [
+            {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": created}
+            for t in ("Initialized", "PodScheduled")
+        ] + [
+            {
+                "type": t,
+                "status": "True" if all_ready else "False",
+                "lastProbeTime": None,
+                "lastTransitionTime": created,
+            }
+            for t in ("Ready", "ContainersReady")
+        ]
+        spec_obj: Dict[str, Any] = {
+            "containers": containers,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst",
+            "serviceAccountName": "default",
+            "schedulerName": "default-scheduler",
+            "enableServiceLinks": True,
+            "preemptionPolicy": "PreemptLowerPriority",
+            "priority": 0,
+        }
+        if pod.node_name:
+            spec_obj["nodeName"] = pod.node_name
+        status: Dict[str, Any] = {
+            "phase": pod.phase,
+            "conditions": conditions,
+            "qosClass": "BestEffort",
+        }
+        if pod.node_name:
+            status.update(
+                hostIP="127.0.0.1",
+                hostIPs=[{"ip": "127.0.0.1"}],
+                podIP="127.0.0.1",
+                podIPs=[{"ip": "127.0.0.1"}],
+                startTime=created,
+                containerStatuses=statuses,
+            )
+        return {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": metadata,
+            "spec": spec_obj,
+            "status": status,
+        }
+
+    def _container_status(self, c: Container) -> Dict[str, Any]:
+        state = self.states.get(c.name)
+        result: Dict[str, Any] = {
+            "name": c.name,
+            "image": c.image,
+            "imageID": "",
+            "restartCount": 0,
+            "started": False,
+            "ready": False,
+            "state": {"waiting": {"reason": "ContainerCreating"}},
+            "lastState": {},
+        }
+        if state is None:
+            return result
+        result["containerID"] = state.container_id
+        if state.exit_code is None:
+            result.update(started=True, ready=True)
+            result["state"] = {"running": {"startedAt": rfc3339(state.started_at)}}
+        else:
+            result["state"] = {
+                "terminated": {
+                    "exitCode": state.exit_code,
+                    "reason": "Completed" if state.exit_code == 0 else "Error",
+                    "startedAt": rfc3339(state.started_at),
+                    "finishedAt": rfc3339(state.finished_at or state.started_at),
+                    "containerID": state.container_id,
+                }
+            }
+        return result
+
+
+def match_label_selector(selector: str, labels: Mapping[str, str]) -> bool:
+    """Equality-based selectors (``a=b``, ``a==b``, ``a!=b``) and existence (``a``, ``!a``).
+
+    Raises:
+        ValueError: a requirement this emulator does not understand.
+    """
+    for raw in selector.split(","):
+        req = raw.strip()
+        if not req:
+            continue
+        if "!=" in req:
+            key, value = (s.strip() for s in req.split("!=", 1))
+            if labels.get(key) == value:
+                return False
+        elif "=" in req:
+            key, value = (s.strip() for s in req.replace("==", "=", 1).split("=", 1))
+            if labels.get(key) != value:
+                return False
+        elif req.startswith("!"):
+            if req[1:].strip() in labels:
+                return False
+        elif " in " in req or " notin " in req or "(" in req:
+            raise ValueError(f"unsupported label selector requirement {req!r}")
+        elif req not in labels:
+            return False
+    return True

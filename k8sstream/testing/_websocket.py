@@ -1,0 +1,116 @@
+"""Server side of RFC 6455 as golang.org/x/net/websocket speaks it (PROTOCOL.md 3, 4.6, 8.1).
+
+Frames are parsed with websocket-client's ``frame_buffer`` and written with a struct-packed
+header (what ``ABNF(...).format()`` produces for unmasked frames, without its per-call checks).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import threading
+from typing import Optional
+
+from websocket import ABNF
+from websocket._abnf import frame_buffer
+from websocket._exceptions import WebSocketProtocolException
+
+from ._wire import Wire
+
+__all__ = ["FrameTooLarge", "WebSocket", "accept_key"]
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# x/net's DefaultMaxPayloadBytes: a larger frame ends the receive loop.
+MAX_FRAME_PAYLOAD = 32 << 20
+
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+
+
+def accept_key(key: str) -> str:
+    return base64.b64encode(hashlib.sha1(key.encode("latin-1") + _GUID).digest()).decode()
+
+
+class FrameTooLarge(WebSocketProtocolException):
+    """A client frame above x/net's 32 MiB limit."""
+
+
+class _LimitedFrameBuffer(frame_buffer):
+    def recv_length(self) -> None:
+        super().recv_length()
+        if self.length is not None and self.length > MAX_FRAME_PAYLOAD:
+            raise FrameTooLarge(f"frame payload of {self.length} bytes exceeds the limit")
+
+
+def _frame_header(opcode: int, length: int) -> bytes:
+    if length < 126:
+        return struct.pack("!BB", 0x80 | opcode, length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x80 | opcode, 126, length)
+    return struct.pack("!BBQ", 0x80 | opcode, 127, length)
+
+
+class WebSocket:
+    """An upgraded connection: one reader (``recv_frame``), any number of senders."""
+
+    def __init__(self, wire: Wire, leftover: bytes = b"") -> None:
+        self.wire = wire
+        self._pending = bytearray(leftover)
+        self._pending_pos = 0
+        self._frames = _LimitedFrameBuffer(self._recv, skip_utf8_validation=True)
+        self._close_lock = threading.Lock()
+        self.close_sent = False
+        self.broken = False
+
+    def _recv(self, size: int) -> bytes:
+        # Hand frame_buffer at most what it asked for: it re-joins and re-slices whatever it
+        # holds on every call, so returning a large surplus would cost a copy per frame.
+        if self._pending_pos >= len(self._pending):
+            data = self.wire.recv()
+            if not data:
+                raise EOFError("connection closed by the client")
+            if len(data) <= size:
+                return data
+            self._pending = bytearray(data)
+            self._pending_pos = 0
+        start = self._pending_pos
+        self._pending_pos = min(start + size, len(self._pending))
+        return bytes(self._pending[start : self._pending_pos])
+
+    def recv_frame(self) -> ABNF:
+        """Read one frame (never reassembled: x/net treats each frame as a message).
+
+        Raises:
+            EOFError: the client closed TCP.
+            WebSocketProtocolException: malformed frame.
+            OSError: connection broken.
+        """
+        return self._frames.recv_frame()
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        """Send one unfragmented frame. Raises OSError if the client is gone."""
+        self.wire.sendall(_frame_header(opcode, len(payload)) + payload)
+
+    def send_message(self, is_text: bool, payload: bytes) -> bool:
+        """Send a data message; returns False (and remembers it) if the connection is gone."""
+        if self.broken:
+            return False
+        try:
+            self.send(ABNF.OPCODE_TEXT if is_text else ABNF.OPCODE_BINARY, payload)
+        except OSError:
+            self.broken = True
+            return False
+        return True
+
+    def send_close(self, code: Optional[int] = CLOSE_NORMAL) -> None:
+        """Send a Close frame once (x/net sends a bare 2-byte code, no reason)."""
+        with self._close_lock:
+            if self.close_sent:
+                return
+            self.close_sent = True
+        payload = struct.pack("!H", code) if code is not None else b""
+        try:
+            self.send(ABNF.OPCODE_CLOSE, payload)
+        except OSError:
+            self.broken = True
