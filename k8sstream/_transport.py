@@ -436,7 +436,7 @@ class WebSocketConnection:
                     time.sleep(0.001)  # TLS renegotiation wants to write; let it
                     continue
                 self._last_received = time.monotonic()
-                if frame.mask:
+                if frame.mask_value:
                     raise RemoteProtocolError("the server sent a masked frame")
                 opcode = frame.opcode
                 if opcode in (
