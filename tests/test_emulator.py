@@ -380,13 +380,15 @@ def test_client_close_gets_close_1000_without_status(server: ApiServer) -> None:
 
 
 def test_tty_resize_and_ctrl_c(server: ApiServer) -> None:
-    path = stream_path(command=["sh", "-c", "read x; stty size; sleep 30"], stdin=True, tty=True)
-    ws = connect(server, path)
+    # "ready" comes after stty has exited and no shell is left waiting for a child: a shell
+    # that is waiting ignores a ^C its child survived, which would make this test racy.
+    script = "read x; stty size; exec sh -c 'echo ready; exec sleep 30'"
+    ws = connect(server, stream_path(command=["sh", "-c", script], stdin=True, tty=True))
     send_channel(ws, 4, b'{"Width":120,"Height":40}\n')
     send_channel(ws, 0, b"go\n")
     out = b""
     deadline = time.monotonic() + TIMEOUT
-    while b"40 120" not in out and time.monotonic() < deadline:
+    while b"ready" not in out and time.monotonic() < deadline:
         frame = ws.recv_frame()
         if frame.data[:1] == b"\x01":
             out += frame.data[1:]

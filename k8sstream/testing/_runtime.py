@@ -64,10 +64,30 @@ def _runtime_error(argv: Sequence[str], exc: OSError) -> str:
     )
 
 
-def _take_controlling_tty() -> None:
-    # Runs in the child between fork and exec. Only an ioctl: no locks, no imports. Needed so
-    # that ^C typed into the terminal becomes SIGINT for the foreground process group.
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+_RESET_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+
+
+def _child_setup(tty: bool) -> Optional[Callable[[], None]]:
+    """What must run in the child between fork and exec, or None (then no fork is forced).
+
+    A container process starts with default signal dispositions; ours would inherit SIG_IGN
+    for SIGINT/SIGQUIT when the emulator runs as a background job of a non-interactive shell,
+    and then ^C in a TTY would do nothing.
+    """
+    ignored = [s for s in _RESET_SIGNALS if signal.getsignal(s) == signal.SIG_IGN]
+    if not tty and not ignored:
+        return None
+
+    def setup() -> None:
+        # Only a few syscalls: no locks, no imports (the parent has other threads).
+        for sig in ignored:
+            signal.signal(sig, signal.SIG_DFL)
+        if tty:
+            # The terminal becomes the controlling terminal of the new session, so that ^C
+            # typed into it becomes SIGINT for the foreground process group.
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    return setup
 
 
 class Process:
@@ -128,6 +148,7 @@ class Process:
             env=dict(env),
             start_new_session=True,
             close_fds=True,
+            preexec_fn=_child_setup(False),
         )
         # Raw fds from here on: pumps use os.read/os.write, and the file objects must not
         # close them behind our back when garbage-collected.
@@ -156,7 +177,7 @@ class Process:
                 env=dict(env),
                 start_new_session=True,
                 close_fds=True,
-                preexec_fn=_take_controlling_tty,
+                preexec_fn=_child_setup(True),
             )
         except BaseException:
             os.close(master)

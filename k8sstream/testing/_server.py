@@ -214,13 +214,7 @@ class ApiServer:
             main.kill()
         for wire in wires:
             wire.abort()
-        suffix = f"@{self._id}"
-        deadline = time.monotonic() + _STOP_JOIN_SECONDS
-        for thread in threading.enumerate():
-            name = thread.name
-            ours = name.startswith("k8sstream-emulator-") and name.endswith(suffix)
-            if ours and thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        self._join_threads(time.monotonic() + _STOP_JOIN_SECONDS)
         with self._lock:
             self._mains.clear()
             self._execs.clear()
@@ -236,6 +230,27 @@ class ApiServer:
             self._owns_root = False
         self._started = False
         log.info("k8sstream emulator stopped")
+
+    def _join_threads(self, deadline: float) -> None:
+        # Repeat: a connection thread that was mid-way through starting a session can still
+        # spawn a pump or waiter after the first pass (it then finds its process killed).
+        suffix = f"@{self._id}"
+        while time.monotonic() < deadline:
+            ours = [
+                t
+                for t in threading.enumerate()
+                if t.name.startswith("k8sstream-emulator-")
+                and t.name.endswith(suffix)
+                and t is not threading.current_thread()
+            ]
+            if not ours:
+                return
+            for thread in ours:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            leftover = list(self._execs)
+        for process in leftover:
+            process.kill()
 
     def __enter__(self) -> ApiServer:
         return self.start()
