@@ -569,3 +569,15 @@ def test_stop_kills_processes_and_threads() -> None:
             ws.recv_frame()
     ws.shutdown()
     assert not [t for t in threading.enumerate() if t.name.startswith("k8sstream-emulator")]
+
+
+def test_attach_to_tty_container(server: ApiServer) -> None:
+    server.add_pod(Pod("term", containers=[Container("sh", command=["sh"], tty=True)]))
+    ws = connect(server, stream_path("attach", pod="term", container="sh", stdin=True, tty=True))
+    assert ws.recv() == b"\x01"
+    send_channel(ws, 4, b'{"Width":90,"Height":21}\n')
+    send_channel(ws, 0, b"stty size; exit 3\n")
+    t = read_until_close(ws)
+    assert b"21 90" in t.stdout
+    assert t.stderr == b""
+    assert t.status == STATUS_SUCCESS  # attach reports no exit code

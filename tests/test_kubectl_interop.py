@@ -16,6 +16,7 @@ import re
 import select
 import shutil
 import signal
+import ssl
 import struct
 import subprocess
 import termios
@@ -307,3 +308,45 @@ def test_interrupt_is_clean(kubectl: Kubectl, server: ApiServer) -> None:
                 stream.close()
     # The emulator is still healthy afterwards.
     assert kubectl.run("exec", "demo", "-c", "main", "--", "true").returncode == 0
+
+
+def test_get_pods_uses_server_side_table(kubectl: Kubectl) -> None:
+    result = kubectl.run("get", "pods")
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.decode().splitlines()
+    assert header.split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert row.split()[:4] == ["demo", "2/2", "Running", "0"]
+
+
+def test_https_with_token_and_client_certificate(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    alice = ca.issue_cert("alice", common_name="alice")
+    with ApiServer(ssl_context=server_ctx, token="t0k", client_ca=ca.cert_pem.bytes()) as server:
+        kubectl = Kubectl(server, tmp_path)
+        data = os.urandom(3_000_000)
+        for name, extra in (
+            ("token", {}),
+            (
+                "cert",
+                {
+                    "user_token": "",
+                    "client_cert": alice.cert_chain_pems[0].bytes(),
+                    "client_key": alice.private_key_pem.bytes(),
+                },
+            ),
+        ):
+            kubectl.env["KUBECONFIG"] = server.write_kubeconfig(
+                tmp_path / f"kubeconfig-{name}", ca_data=ca.cert_pem.bytes(), **extra
+            )
+            result = kubectl.run("exec", "-i", "demo", "-c", "main", "--", "cat", input=data)
+            assert result.returncode == 0, (name, result.stderr)
+            assert result.stdout == data
+        kubectl.env["KUBECONFIG"] = server.write_kubeconfig(
+            tmp_path / "kubeconfig-bad", ca_data=ca.cert_pem.bytes(), user_token="wrong"
+        )
+        denied = kubectl.run("exec", "demo", "-c", "main", "--", "true")
+        assert denied.returncode == 1
+        assert b"Unauthorized" in denied.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import collections
 import itertools
 import json
@@ -700,6 +701,8 @@ class ApiServer:
             if obj is None:
                 return self._not_found(wire, request, "pods", name)
             if len(segments) == 6:
+                if _wants_table(request):
+                    return self._respond_json(wire, request, 200, _pod_table([obj], None))
                 return self._respond_json(wire, request, 200, obj)
             if len(segments) == 7 and segments[6] == "status":
                 return self._respond_json(wire, request, 200, obj)
@@ -768,6 +771,9 @@ class ApiServer:
                 ]
             except ValueError as exc:
                 return self._respond_status(wire, request, 400, "BadRequest", str(exc))
+        if _wants_table(request):
+            table = _pod_table(items, self._current_rv())
+            return self._respond_json(wire, request, 200, table)
         for item in items:
             item.pop("kind", None)
             item.pop("apiVersion", None)
@@ -863,6 +869,17 @@ class ApiServer:
             return self._respond_status(
                 wire, request, 400, "BadRequest", "Upgrade request required"
             )
+        if subresource == "portforward":
+            # Checked before the SPDY refusal too, so kubectl's fallback reports the real gap.
+            self._record(request)
+            return self._respond_status(
+                wire,
+                request,
+                400,
+                "BadRequest",
+                "the k8sstream emulator does not implement port-forward yet",
+                close=not is_websocket,
+            )
         if not is_websocket:
             self._record(request)
             # A real server would speak SPDY here; refusing it makes a client's fallback visible.
@@ -875,15 +892,6 @@ class ApiServer:
                 " streaming; use WebSocket (kubectl 1.30+ does unless "
                 "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)",
                 close=True,
-            )
-        if subresource == "portforward":
-            self._record(request)
-            return self._respond_status(
-                wire,
-                request,
-                400,
-                "BadRequest",
-                "the k8sstream emulator does not implement port-forward yet",
             )
         assert container is not None
         options = StreamOptions(
@@ -1108,4 +1116,93 @@ def _api_v1_resources() -> Dict[str, Any]:
             sub("pods/portforward", "PodPortForwardOptions", ["create", "get"]),
             sub("pods/status", "Pod", ["get", "patch", "update"]),
         ],
+    }
+
+
+def _wants_table(request: Request) -> bool:
+    return "as=table" in (request.header("Accept") or "").replace(" ", "").lower()
+
+
+def _human_duration(seconds: float) -> str:
+    """apimachinery ``duration.HumanDuration``, the AGE column's format."""
+    s = int(seconds)
+    if s < 120:
+        return f"{max(s, 0)}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = m // 60
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    d = h // 24
+    if h < 192:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if d < 365 * 2:
+        return f"{d}d"
+    return f"{d // 365}y{d % 365}d" if d < 365 * 8 and d % 365 else f"{d // 365}y"
+
+
+def _pod_table(pods: List[Dict[str, Any]], resource_version: Optional[str]) -> Dict[str, Any]:
+    """The server-side printing kubectl asks for (``Accept: ...;as=Table``)."""
+
+    def column(name: str, description: str, priority: int = 0, fmt: str = "") -> Dict[str, Any]:
+        return {
+            "name": name,
+            "type": "string",
+            "format": fmt,
+            "description": description,
+            "priority": priority,
+        }
+
+    rows = []
+    now = time.time()
+    for pod in pods:
+        statuses = pod["status"].get("containerStatuses", [])
+        ready = sum(1 for c in statuses if c.get("ready"))
+        created = calendar.timegm(
+            time.strptime(pod["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+        )
+        metadata = dict(pod["metadata"])
+        rows.append(
+            {
+                "cells": [
+                    pod["metadata"]["name"],
+                    f"{ready}/{len(pod['spec']['containers'])}",
+                    pod["status"]["phase"],
+                    "0",
+                    _human_duration(now - created),
+                    pod["status"].get("podIP", "<none>"),
+                    pod["spec"].get("nodeName", "<none>"),
+                    "<none>",
+                    "<none>",
+                ],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": metadata,
+                },
+            }
+        )
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version} if resource_version else {},
+        "columnDefinitions": [
+            column("Name", "Name must be unique within a namespace.", fmt="name"),
+            column("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+            column("Status", "The aggregate status of the containers in this pod."),
+            column(
+                "Restarts", "The number of times the containers in this pod have been restarted."
+            ),
+            column("Age", "CreationTimestamp is a timestamp representing the server time."),
+            column("IP", "IP address allocated to the pod.", 1),
+            column("Node", "Name of the node the pod is scheduled on.", 1),
+            column("Nominated Node", "Nominated node name.", 1),
+            column("Readiness Gates", "Pod readiness gates.", 1),
+        ],
+        "rows": rows,
     }
