@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, cast
 
 from websocket import ABNF
 from websocket._exceptions import WebSocketProtocolException
@@ -194,13 +194,13 @@ class Session:
                 return
             if opcode == ABNF.OPCODE_PING:
                 try:
-                    ws.send(ABNF.OPCODE_PONG, frame.data)
+                    ws.send(ABNF.OPCODE_PONG, cast(bytes, frame.data))
                 except OSError:
                     return
                 continue
             if opcode == ABNF.OPCODE_PONG:
                 continue
-            data = frame.data
+            data = cast(bytes, frame.data)  # frame_buffer never decodes text frames
             if not data or self.finished:
                 continue
             if self.protocol.can_close_stdin and data[0] == CLOSE_SIGNAL:

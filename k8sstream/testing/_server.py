@@ -12,6 +12,7 @@ import base64
 import binascii
 import calendar
 import collections
+import functools
 import itertools
 import json
 import logging
@@ -444,7 +445,9 @@ class ApiServer:
                 return
             conn_id = next(self._conn_ids)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            spawn_thread(f"conn-{conn_id}@{self._id}", lambda s=sock, c=conn_id: self._serve(s, c))
+            spawn_thread(
+                f"conn-{conn_id}@{self._id}", functools.partial(self._serve, sock, conn_id)
+            )
 
     def _serve(self, sock: socket.socket, conn_id: int) -> None:
         tag = f"{conn_id}@{self._id}"
@@ -606,7 +609,8 @@ class ApiServer:
         if self.client_ca is not None and isinstance(wire.sock, ssl.SSLSocket):
             cert = wire.sock.getpeercert()
             if cert:
-                for rdn in cert.get("subject", ()):
+                subject: Any = cert.get("subject", ())
+                for rdn in subject:
                     for key, value in rdn:
                         if key == "commonName":
                             return str(value)

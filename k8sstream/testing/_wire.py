@@ -15,7 +15,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["HttpError", "Request", "Wire", "read_request"]
@@ -97,7 +97,7 @@ class Wire:
             if self.tls:
                 with self._write_lock, self._io_lock:
                     try:
-                        self.sock.unwrap()  # type: ignore[union-attr]
+                        cast(ssl.SSLSocket, self.sock).unwrap()
                     except (ssl.SSLError, OSError, ValueError):
                         pass  # close_notify went out; the peer's reply is not awaited
             socket.socket.shutdown(self.sock, socket.SHUT_WR)
