@@ -22,7 +22,7 @@ import subprocess
 import termios
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import pytest
 
@@ -132,9 +132,12 @@ def test_exec_stdin_binary_reaches_eof(kubectl: Kubectl) -> None:
     assert int(counted.stdout) == len(data)
 
 
-def _read_pty_until(master: int, pattern: bytes, deadline: float) -> bytes:
+def _read_pty_until(
+    master: int, pattern: Union[bytes, Tuple[bytes, ...]], deadline: float
+) -> bytes:
+    patterns = (pattern,) if isinstance(pattern, bytes) else pattern
     out = b""
-    while pattern not in out and time.monotonic() < deadline:
+    while not any(p in out for p in patterns) and time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
@@ -163,8 +166,12 @@ def test_exec_tty_through_a_pty(kubectl: Kubectl) -> None:
     proc, master = _pty_session(kubectl, ["exec", "-it", "demo", "-c", "main", "--", "sh"], 33, 101)
     try:
         deadline = time.monotonic() + TIMEOUT
+        # Type only once the remote shell prompts: kubectl has set raw mode by then, so the
+        # input cannot be echoed or flushed by the local line discipline.
+        out = _read_pty_until(master, (b"$ ", b"# "), deadline)
+        assert b"$ " in out or b"# " in out
         os.write(master, b"stty size; echo mark-$((6*7))\r")
-        out = _read_pty_until(master, b"mark-42", deadline)
+        out += _read_pty_until(master, b"mark-42", deadline)
         assert b"33 101" in out
         assert b"mark-42" in out
         os.write(master, b"exit 4\r")
