@@ -22,16 +22,27 @@ def demo() -> int:
         print(f"emulator: {server.url} (kubeconfig {kubeconfig})")
         with Client.from_kubeconfig(kubeconfig) as client:
             result = run(["uname", "-s"], pod="demo", capture_output=True, client=client)
-            print(f"$ uname -s          -> {result.stdout.decode().strip()!r}, exit {result.returncode}")
-
-            result = run(["sh", "-c", "echo oops >&2; exit 3"], pod="demo", capture_output=True, client=client)
             print(
-                f"$ sh -c 'exit 3'     -> exit {result.returncode}, stderr {result.stderr.decode().strip()!r}"
+                f"$ uname -s          -> {result.stdout.decode().strip()!r}, "
+                f"exit {result.returncode}"
+            )
+
+            result = run(
+                ["sh", "-c", "echo oops >&2; exit 3"],
+                pod="demo",
+                capture_output=True,
+                client=client,
+            )
+            print(
+                f"$ sh -c 'exit 3'     -> exit {result.returncode}, "
+                f"stderr {result.stderr.decode().strip()!r}"
             )
 
             payload = os.urandom(4 * 1024 * 1024)
             start = time.monotonic()
-            result = run(["sha256sum"], pod="demo", input=payload, capture_output=True, client=client)
+            result = run(
+                ["sha256sum"], pod="demo", input=payload, capture_output=True, client=client
+            )
             remote = result.stdout.split()[0].decode()
             local = hashlib.sha256(payload).hexdigest()
             print(
@@ -39,11 +50,16 @@ def demo() -> int:
                 f"({time.monotonic() - start:.2f} s, stdin closed with v5 EOF)"
             )
 
-            with Popen(["cat"], pod="demo", container="sidecar", stdin=PIPE, stdout=PIPE, client=client) as proc:
+            with Popen(
+                ["cat"], pod="demo", container="sidecar", stdin=PIPE, stdout=PIPE, client=client
+            ) as proc:
                 proc.stdin.write(b"hello from k8sstream\n")
                 proc.stdin.close()
                 echoed = proc.stdout.read().decode().strip()
-            print(f"$ cat (sidecar)      -> {echoed!r}, protocol {proc.protocol}, exit {proc.returncode}")
+            print(
+                f"$ cat (sidecar)      -> {echoed!r}, protocol {proc.protocol}, "
+                f"exit {proc.returncode}"
+            )
             ok = remote == local and result.returncode == 0 and proc.returncode == 0
     print("demo finished" if ok else "demo FAILED")
     return 0 if ok else 1

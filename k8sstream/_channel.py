@@ -105,7 +105,7 @@ def negotiated_protocol(offered: Sequence[str], selected: Optional[str]) -> Chan
             f"the server chose subprotocol {selected!r}, which was not offered "
             f"({', '.join(offered)})"
         )
-    return PROTOCOLS[name]
+    return protocol_named(name)
 
 
 def select_protocol(offer_header: Optional[str], supported: Sequence[str]) -> Optional[str]:
@@ -150,8 +150,13 @@ def decode_message(protocol: ChannelProtocol, data: bytes) -> Tuple[int, bytes]:
     channel = data[0] - 0x30
     if channel < 0:
         raise RemoteProtocolError(f"invalid base64 channel character {chr(data[0])!r}")
+    encoded = data[1:]
     try:
-        return channel, base64.b64decode(data[1:], validate=True)
+        # b64decode accepts surplus trailing '=' (how many depends on the Python version);
+        # Go's StdEncoding does not.
+        if len(encoded) % 4 or encoded.endswith(b"==="):
+            raise ValueError("bad padding")
+        return channel, base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise RemoteProtocolError(f"invalid base64 payload on channel {channel}") from exc
 
@@ -186,14 +191,24 @@ def decode_resize_stream(buffer: bytes) -> Tuple[List[Tuple[int, int]], bytes]:
             return sizes, b""
         try:
             obj, end = decoder.raw_decode(text, pos)
-        except ValueError:
-            return sizes, text[pos:].encode()
-        keys = {k.lower(): v for k, v in obj.items()} if isinstance(obj, dict) else {}
+        except json.JSONDecodeError as exc:
+            if exc.pos >= len(text) or exc.msg.startswith("Unterminated string"):
+                return sizes, text[pos:].encode()  # incomplete: wait for more
+            raise RemoteProtocolError(f"invalid terminal size stream: {exc}") from None
+        if obj is None:
+            obj = {}  # Go leaves the size at zero for null
+        if not isinstance(obj, dict):
+            raise RemoteProtocolError(f"invalid terminal size {obj!r}")
+        keys = {k.lower(): v for k, v in obj.items()}
         width, height = keys.get("width", 0), keys.get("height", 0)
-        if not all(isinstance(v, int) and 0 <= v <= 0xFFFF for v in (width, height)):
+        if not all(_is_uint16(v) for v in (width, height)):
             raise RemoteProtocolError(f"invalid terminal size {obj!r}")
         sizes.append((width, height))
         pos = end
+
+
+def _is_uint16(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFF
 
 
 def chunks(data: Union[bytes, bytearray, memoryview], size: int) -> Iterator[bytes]:
@@ -287,10 +302,15 @@ class RemoteCommandConnection:
             raise RemoteProtocolError("the error channel exceeded 1 MiB without a status")
         if not self.protocol.json_status or not self._error_data:
             return None  # text statuses are only complete when the connection closes
+        stripped = self._error_data.strip()
+        if stripped.startswith(b"{") and not stripped.endswith(b"}"):
+            return None  # cannot be a whole object yet; avoids re-parsing on every fragment
         try:
             json.loads(self._error_data)
         except ValueError:
             return None  # a status split over messages; wait for the rest
+        except RecursionError:
+            raise RemoteProtocolError("the error channel status is nested too deeply") from None
         return self._finish(exit_status_from_json(bytes(self._error_data)))
 
     def connection_lost(self, close_code: Optional[int], close_reason: str = "") -> ExitStatus:
@@ -300,11 +320,11 @@ class RemoteCommandConnection:
             StreamClosedError: the connection ended before a v4/v5 status arrived.
             RemoteProtocolError: what the error channel carried cannot be decoded.
         """
+        if self.state is ConnectionState.ERROR:
+            raise LocalProtocolError("the connection already failed with a protocol error")
         if self.exit_status is not None:
             self.state = ConnectionState.CLOSED
             return self.exit_status
-        if self.state is ConnectionState.ERROR:
-            raise LocalProtocolError("the connection already failed with a protocol error")
         if self.protocol.json_status and not self._error_data:
             self.state = ConnectionState.ERROR
             how = f"close code {close_code}" if close_code is not None else "no close frame"

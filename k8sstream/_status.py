@@ -16,7 +16,7 @@ __all__ = ["ApiStatus", "ExitStatus"]
 
 _MAX_EXIT_CODE = 255
 # v1-style error channels carry only the Status message; the runtime's wording ends in the code.
-_TEXT_EXIT_CODE = re.compile(r"exit code (\d{1,3})\s*$")
+_TEXT_EXIT_CODE = re.compile(r"exit code ([0-9]{1,3})\s*$")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class ApiStatus:
     message: str = ""
     reason: str = ""
     code: Optional[int] = None
-    details: Mapping[str, Any] = field(default_factory=dict)
+    # Left out of the hash so that the frozen value stays hashable; still compared.
+    details: Mapping[str, Any] = field(default_factory=dict, hash=False)
     causes: Tuple[StatusCause, ...] = ()
 
     @property
@@ -68,7 +69,7 @@ def parse_status(data: bytes) -> ApiStatus:
     """
     try:
         obj = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise RemoteProtocolError(f"status is not JSON: {_preview(data)}") from exc
     if not isinstance(obj, dict) or not isinstance(obj.get("status"), str):
         raise RemoteProtocolError(f"status object has no 'status' field: {_preview(data)}")
@@ -78,9 +79,9 @@ def parse_status(data: bytes) -> ApiStatus:
     raw_causes = details.get("causes")
     causes = tuple(
         StatusCause(
-            reason=str(c.get("reason", "")),
-            message=str(c.get("message", "")),
-            field=str(c.get("field", "")),
+            reason=_text(c.get("reason")),
+            message=_text(c.get("message")),
+            field=_text(c.get("field")),
         )
         for c in (raw_causes if isinstance(raw_causes, list) else [])
         if isinstance(c, dict)
@@ -88,8 +89,8 @@ def parse_status(data: bytes) -> ApiStatus:
     code = obj.get("code")
     return ApiStatus(
         status=obj["status"],
-        message=str(obj.get("message", "")),
-        reason=str(obj.get("reason", "")),
+        message=_text(obj.get("message")),
+        reason=_text(obj.get("reason")),
         code=code if isinstance(code, int) and not isinstance(code, bool) else None,
         details=details,
         causes=causes,
@@ -139,11 +140,20 @@ def exit_status_from_text(data: bytes) -> ExitStatus:
     return ExitStatus(code, ApiStatus(status="Failure", message=text, reason=reason))
 
 
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def _parse_exit_code(text: str) -> Optional[int]:
-    if not text.isdigit():
+    # Go's strconv.ParseUint(text, 10, 8): ASCII digits only. Bound the length before int(),
+    # which refuses strings of more than 4300 digits.
+    if not (text.isascii() and text.isdigit()):
         return None
-    code = int(text)
-    return code if 0 <= code <= _MAX_EXIT_CODE else None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 3:
+        return None
+    code = int(digits)
+    return code if code <= _MAX_EXIT_CODE else None
 
 
 def _preview(data: bytes, limit: int = 200) -> str:

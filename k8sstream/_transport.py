@@ -106,7 +106,13 @@ def dial(options: DialOptions) -> Tuple[websocket.WebSocket, Optional[str]]:
         ApiError: the server answered with an HTTP error instead of upgrading.
         TLSError, ProxyError, ConnectError: the connection could not be made.
     """
-    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
+    # TLS options belong to the WebSocket object: connect() silently ignores an sslopt argument.
+    sslopt: dict = {}
+    if options.ssl_context is not None:
+        sslopt["context"] = options.ssl_context
+        if options.server_hostname:
+            sslopt["server_hostname"] = options.server_hostname
+    ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=False)
     kwargs: dict = {
         # The offer goes in one header line of our own; we check the answer ourselves so
         # the error can say what was offered and what came back (websocket-client only
@@ -117,10 +123,6 @@ def dial(options: DialOptions) -> Tuple[websocket.WebSocket, Optional[str]]:
         "timeout": options.connect_timeout,
         "suppress_origin": True,
     }
-    if options.ssl_context is not None:
-        kwargs["sslopt"] = {"context": options.ssl_context}
-        if options.server_hostname:
-            kwargs["sslopt"]["server_hostname"] = options.server_hostname
     if options.proxy is not None:
         kwargs.update(
             http_proxy_host=options.proxy.host,

@@ -129,11 +129,12 @@ class Client:
             ) from None
         except requests.exceptions.RequestException as exc:
             raise ConnectError(f"cannot reach {self.config.server}: {_root_cause(exc)}") from None
-        if response.status_code >= 400:
-            raise _transport.api_error_from_response(
-                response.status_code, response.content, response.reason or ""
-            )
-        return response.json()
+        with response:
+            if response.status_code >= 400:
+                raise _transport.api_error_from_response(
+                    response.status_code, response.content, response.reason or ""
+                )
+            return response.json()
 
     def get_pod(self, pod: str, namespace: Optional[str] = None) -> Dict[str, Any]:
         """The pod object, as ``kubectl get pod -o json`` shows it."""

@@ -7,6 +7,7 @@ for the same situation, from that type too, so that code written for :mod:`subpr
 
 from __future__ import annotations
 
+import errno
 import socket
 import subprocess
 from typing import Any, Optional
@@ -112,12 +113,17 @@ class StreamClosedError(K8sStreamError, BrokenPipeError):
     def __init__(
         self, message: str, close_code: Optional[int] = None, close_reason: str = ""
     ) -> None:
-        super().__init__(message, close_code, close_reason)
+        # Two arguments, so OSError sets errno/strerror instead of treating the close code and
+        # reason as strerror and filename.
+        super().__init__(errno.EPIPE, message)
         self.close_code = close_code
         self.close_reason = close_reason
 
     def __str__(self) -> str:
-        return str(self.args[0])
+        return str(self.strerror)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.strerror, self.close_code, self.close_reason))
 
 
 class RemoteCommandError(K8sStreamError):
@@ -169,7 +175,7 @@ class CalledProcessError(K8sStreamError, subprocess.CalledProcessError):
         subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)
 
     def __str__(self) -> str:
-        return f"Command {self.cmd!r} returned non-zero exit status {self.returncode}."
+        return f"Command '{self.cmd}' returned non-zero exit status {self.returncode}."
 
     def __reduce__(self) -> Any:
         return (type(self), (self.returncode, self.cmd, self.output, self.stderr))

@@ -35,6 +35,7 @@ from .errors import (
     K8sStreamError,
     LocalProtocolError,
     RemoteCommandError,
+    StreamClosedError,
     TimeoutExpired,
 )
 
@@ -326,6 +327,8 @@ class RemoteProcess:
     # --- sending ---
 
     def _write_stdin(self, data: bytes) -> None:
+        if self._done.is_set():
+            raise StreamClosedError("the remote command has finished; stdin is closed")
         with self._send_lock:
             messages = self._rc.stdin_messages(data)
         assert self._conn is not None
@@ -333,12 +336,17 @@ class RemoteProcess:
             self._conn.send_message(is_text, message)
 
     def _close_stdin(self) -> None:
+        if self._done.is_set():
+            return  # nothing to tell a session that has ended, as with a pipe to a dead child
         with self._send_lock:
             if not self._rc.stdin_open:
                 return
             is_text, message = self._rc.close_stdin_message()
         assert self._conn is not None
-        self._conn.send_message(is_text, message)
+        try:
+            self._conn.send_message(is_text, message)
+        except StreamClosedError:
+            pass  # the session ended meanwhile; EOF no longer matters
 
     def resize(self, columns: int, rows: int) -> None:
         """Tell the remote terminal its new size (``tty`` sessions only).
@@ -423,18 +431,21 @@ class RemoteProcess:
         with self._condition:
             pending = [ch for ch in self._partial if ch in self._pipes]
             while pending:
+                progress = False
                 for channel in list(pending):
                     data = self._pipes[channel].read_nowait()
                     if data == b"":
                         pending.remove(channel)
                     elif data is not None:
                         self._partial[channel].append(data)
+                        progress = True
                 if not pending:
                     break
                 remaining = _remaining(deadline)
                 if remaining == 0:
                     self._raise_timeout(timeout)
-                self._condition.wait(remaining)
+                if not progress:  # after a read, look again first: the pipe may have ended
+                    self._condition.wait(remaining)
         if self._feeder is not None:
             self._feeder.join(_remaining(deadline))
             if self._feeder.is_alive():

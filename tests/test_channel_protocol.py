@@ -405,12 +405,6 @@ def test_invalid_base64_payload(protocol, payload):
 
 
 @base64_protocols
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: base64.b64decode(validate=True) accepts surplus trailing padding "
-    "('aGkK=', 'aGkK=='; more cases on 3.9 or 3.11 depending on version), which Go's "
-    "StdEncoding rejects",
-)
 @pytest.mark.parametrize("payload", [b"aGkK=", b"aGkK=="])
 def test_surplus_base64_padding_is_invalid(protocol, payload):
     conn = make(protocol)
@@ -523,11 +517,6 @@ def test_data_on_error_channel_after_the_status(protocol):
         feed(conn, STDOUT, b"x")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: connection_lost() returns the earlier status and moves ERROR -> CLOSED; "
-    "ERROR should be terminal (STYLE 4)",
-)
 def test_error_state_is_terminal_even_after_a_status():
     conn = make(V5)
     feed(conn, ERROR, SUCCESS)
@@ -789,12 +778,6 @@ def test_error_channel_cap_in_one_message():
         feed(conn, ERROR, b" " * (MAX_STATUS_SIZE + 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="BUG: deeply nested JSON on channel 3 escapes receive() as RecursionError "
-    "(json.loads) instead of RemoteProtocolError, and the state stays OPEN",
-)
 def test_deeply_nested_status_is_a_remote_error():
     conn = make(V5)
     with pytest.raises(RemoteProtocolError):
@@ -802,12 +785,6 @@ def test_deeply_nested_status_is_a_remote_error():
     assert conn.state is ConnectionState.ERROR
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: a non-ASCII digit such as U+00B2 in the ExitCode cause passes str.isdigit() "
-    "and then int() raises ValueError out of receive()",
-)
 def test_non_ascii_digit_exit_code_is_a_remote_error():
     conn = make(V5)
     with pytest.raises(RemoteProtocolError):
@@ -1001,33 +978,18 @@ def test_decode_resize_invalid_size_after_valid_ones():
         decode_resize_stream(b'{"Width":1,"Height":2}{"Width":70000,"Height":2}')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: JSON booleans pass the isinstance(int) check, so true/false decode as sizes "
-    "1/0; Go rejects them for a uint16 field",
-)
 @pytest.mark.parametrize("body", [b'{"Width":true,"Height":40}', b'{"Width":80,"Height":false}'])
 def test_decode_resize_rejects_booleans(body):
     with pytest.raises(RemoteProtocolError, match="terminal size"):
         decode_resize_stream(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JSON value that is not an object decodes as size (0, 0); Go's decoder fails "
-    "on it (only null leaves TerminalSize at zero)",
-)
 @pytest.mark.parametrize("body", [b"[120,40]", b"123", b'"120x40"', b"true"])
 def test_decode_resize_rejects_non_objects(body):
     with pytest.raises(RemoteProtocolError, match="terminal size"):
         decode_resize_stream(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: syntactically invalid JSON is kept as an 'incomplete' remainder forever instead "
-    "of failing (PROTOCOL.md 6: a value that fails to decode stops resize processing)",
-)
 @pytest.mark.parametrize("body", [b"xyz", b'{"Width":}', b'{"Width":1,,"Height":2}', b"}{"])
 def test_decode_resize_rejects_malformed_json(body):
     with pytest.raises(RemoteProtocolError):
@@ -1083,12 +1045,6 @@ def test_negotiated_protocol_not_offered(offered, selected):
     assert "not offered" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="BUG: an offered name that is not a channel protocol leaks KeyError from "
-    "PROTOCOLS[name] instead of a ProtocolError",
-)
 def test_negotiated_protocol_offered_but_unknown_name():
     with pytest.raises(ProtocolError):
         negotiated_protocol([V5.name, "example.k8s.io"], "example.k8s.io")

@@ -245,11 +245,6 @@ def test_stream_closed_error_attributes():
     assert str(default) == "reset"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: OSError's (errno, strerror, filename) constructor sees the three arguments, so "
-    "errno is the message string, strerror the close code and filename the close reason",
-)
 def test_stream_closed_error_os_error_fields():
     exc = StreamClosedError("connection lost", 1006, "abnormal")
     assert exc.errno in (None, errno.EPIPE)
@@ -293,19 +288,12 @@ def test_called_process_error_matches_subprocess():
     )
 
 
-CMD_STR_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: __str__ formats the command with !r, giving \"Command ['false'] ...\" where "
-    "subprocess gives \"Command '['false']' ...\" (STYLE 5: copy the stdlib contract)",
-)
-
-
 @pytest.mark.parametrize(
     "cmd",
     [
         pytest.param("false", id="str"),
-        pytest.param(["false"], id="list", marks=CMD_STR_BUG),
-        pytest.param(("sh", "-c", "exit 3"), id="tuple", marks=CMD_STR_BUG),
+        pytest.param(["false"], id="list"),
+        pytest.param(("sh", "-c", "exit 3"), id="tuple"),
     ],
 )
 @pytest.mark.parametrize("returncode", [1, 3, 255])

@@ -192,11 +192,6 @@ def test_parse_error_chains_the_cause():
     assert isinstance(info.value.__cause__, ValueError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JSON null message/reason is turned into the string 'None' by str(); Go "
-    "leaves the string field empty",
-)
 def test_null_strings_are_empty():
     status = parse_status(
         b'{"status":"Failure","message":null,"reason":null,'
@@ -207,12 +202,6 @@ def test_null_strings_are_empty():
     assert status.causes == (StatusCause(),)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: ApiStatus is a frozen dataclass whose details dict makes it (and ExitStatus, "
-    "StatusReceived) unhashable, unlike the immutable event values of STYLE 3",
-)
 def test_status_values_are_hashable():
     status = parse_status(NOT_FOUND_BODY)
     assert hash(status) == hash(parse_status(NOT_FOUND_BODY))
@@ -271,23 +260,12 @@ def test_exit_code_rejected(text):
         exit_status_from_json(nonzero(text))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: _parse_exit_code trusts str.isdigit(): U+00B2 and a 5000-digit string pass it "
-    "and int() then raises ValueError instead of RemoteProtocolError",
-)
 @pytest.mark.parametrize("text", ["\u00b2", "9" * 5000], ids=["superscript-2", "5000-digits"])
 def test_exit_code_that_crashes_int(text):
     with pytest.raises(RemoteProtocolError, match="ExitCode"):
         exit_status_from_json(nonzero(text))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: non-ASCII decimal digits (Arabic-Indic U+0663) are accepted as an exit code; "
-    "Go's strconv.ParseUint accepts only ASCII digits",
-)
 def test_exit_code_non_ascii_digits_rejected():
     with pytest.raises(RemoteProtocolError):
         exit_status_from_json(nonzero("\u0663"))

@@ -30,10 +30,8 @@ class Peer:
     """A client connection with its received messages and close report."""
 
     def __init__(self, url: str, **kwargs: Any) -> None:
-        self.messages: "queue.Queue[Tuple[bool, bytes]]" = queue.Queue()
-        self.closed: "queue.Queue[Tuple[Optional[int], str, Optional[BaseException]]]" = (
-            queue.Queue()
-        )
+        self.messages: queue.Queue[Tuple[bool, bytes]] = queue.Queue()
+        self.closed: queue.Queue[Tuple[Optional[int], str, Optional[BaseException]]] = queue.Queue()
         self.on_message: Callable[[bool, bytes], None] = lambda t, d: self.messages.put((t, d))
         ws, self.protocol = dial(
             DialOptions(url=url, subprotocols=OFFER, headers={"Authorization": "Bearer s3cret"})
@@ -157,7 +155,7 @@ def test_fragmented_message_is_reassembled(serve):
 
 
 def test_ping_is_answered_with_the_same_payload(serve):
-    pongs: "queue.Queue[Tuple[int, bytes]]" = queue.Queue()
+    pongs: queue.Queue[Tuple[int, bytes]] = queue.Queue()
 
     def script(sock):
         accept_upgrade(sock)
@@ -173,7 +171,7 @@ def test_ping_is_answered_with_the_same_payload(serve):
 
 @pytest.mark.parametrize("code", [1000, 1001, 1011])
 def test_server_close_is_reported_and_echoed(serve, code):
-    replies: "queue.Queue[Tuple[int, bytes]]" = queue.Queue()
+    replies: queue.Queue[Tuple[int, bytes]] = queue.Queue()
 
     def script(sock):
         accept_upgrade(sock)
@@ -202,7 +200,7 @@ def test_connection_dropped_mid_frame(serve):
         sock.sendall(binary(b"\x01" + b"y" * 1000)[:500])
 
     peer = Peer(serve(script).url)
-    code, _, error = peer.close_report()
+    code, _, _ = peer.close_report()
     assert code is None
     assert peer.messages.empty()
 
@@ -216,7 +214,7 @@ def test_connection_dropped_mid_frame(serve):
     ],
 )
 def test_protocol_violations_fail_with_close_1002(serve, bad_frame, message):
-    replies: "queue.Queue[Tuple[int, bytes]]" = queue.Queue()
+    replies: queue.Queue[Tuple[int, bytes]] = queue.Queue()
 
     def script(sock):
         accept_upgrade(sock)
@@ -231,7 +229,7 @@ def test_protocol_violations_fail_with_close_1002(serve, bad_frame, message):
 
 
 def test_client_close_handshake(serve):
-    got: "queue.Queue[Tuple[int, bytes]]" = queue.Queue()
+    got: queue.Queue[Tuple[int, bytes]] = queue.Queue()
 
     def script(sock):
         accept_upgrade(sock)
