@@ -350,7 +350,7 @@ def test_unknown_subprotocol_name_is_refused(client):
 
 def test_tty_size_and_resize(client):
     with k8sstream.Popen(
-        sh("stty size; read x; stty size"),
+        sh("sleep 0.3; stty size; read x; stty size"),  # the size message races the start
         pod="demo",
         stdin=PIPE,
         stdout=PIPE,
