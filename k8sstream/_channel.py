@@ -392,9 +392,9 @@ class RemoteCommandConnection:
         Raises:
             LocalProtocolError: the session has no tty (the server would stall, PROTOCOL.md 6).
         """
-        self._check_usable()
         if not self.tty:
             raise LocalProtocolError("cannot resize a session without a tty")
+        self._check_usable()
         return encode_message(self.protocol, RESIZE, encode_resize(width, height))
 
     def _check_usable(self) -> None:
