@@ -181,7 +181,7 @@ def decode_resize_stream(buffer: bytes) -> Tuple[List[Tuple[int, int]], bytes]:
         RemoteProtocolError: a value that is not a size object with 16-bit dimensions.
     """
     decoder = json.JSONDecoder()
-    sizes = []
+    sizes: List[Tuple[int, int]] = []
     text = buffer.decode("utf-8", "replace")
     pos = 0
     while True:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from ._pipe import Pipe
 
@@ -26,7 +26,7 @@ class PipeReader(io.RawIOBase):
         return len(data)
 
     def readall(self) -> bytes:
-        parts = []
+        parts: List[bytes] = []
         while True:
             data = self._pipe.read()
             if not data:
@@ -72,7 +72,7 @@ def wrap_reader(
         if bufsize == 0 and not text
         else io.BufferedReader(
             raw,
-            bufsize if bufsize > 1 else io.DEFAULT_BUFFER_SIZE,  # type: ignore[arg-type]
+            bufsize if bufsize > 1 else io.DEFAULT_BUFFER_SIZE,
         )
     )
     if text:
@@ -89,7 +89,7 @@ def wrap_writer(
         if bufsize == 0 and not text
         else io.BufferedWriter(
             raw,
-            bufsize if bufsize > 1 else io.DEFAULT_BUFFER_SIZE,  # type: ignore[arg-type]
+            bufsize if bufsize > 1 else io.DEFAULT_BUFFER_SIZE,
         )
     )
     if text:

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 import websocket
@@ -216,9 +216,8 @@ class WebSocketConnection:
         ping_interval: Optional[float] = DEFAULT_PING_INTERVAL,
         dead_after: Optional[float] = DEFAULT_DEAD_AFTER,
     ) -> None:
-        self._sock: socket.socket = ws.sock
+        self._sock: socket.socket = ws.sock  # type: ignore[assignment]  # connected, not None
         self._sock.setblocking(False)
-        self._tls = isinstance(self._sock, ssl.SSLSocket)
         self._on_message = on_message
         self._on_close = on_close
         self._tag = tag
@@ -414,7 +413,10 @@ class WebSocketConnection:
         return data[:size]
 
     def _has_buffered(self) -> bool:
-        return self._buffer_pos < len(self._buffer) or (self._tls and self._sock.pending() > 0)
+        if self._buffer_pos < len(self._buffer):
+            return True
+        # TLS may hold decrypted bytes that select() cannot see.
+        return isinstance(self._sock, ssl.SSLSocket) and self._sock.pending() > 0
 
     def _run(self) -> None:
         close_code: Optional[int] = None
@@ -454,13 +456,13 @@ class WebSocketConnection:
                         # Time spent blocked on a full pipe is back-pressure, not a dead peer.
                         self._last_received = time.monotonic()
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                    close_code, close_reason = _parse_close(frame.data)
+                    close_code, close_reason = _parse_close(_as_bytes(frame.data))
                     if not self._close_sent:
                         echo = struct.pack("!H", close_code) if close_code is not None else b""
                         self._send_control(websocket.ABNF.OPCODE_CLOSE, echo)
                     break
                 elif opcode == websocket.ABNF.OPCODE_PING:
-                    self._send_control(websocket.ABNF.OPCODE_PONG, frame.data)
+                    self._send_control(websocket.ABNF.OPCODE_PONG, _as_bytes(frame.data))
         except websocket.WebSocketConnectionClosedException:
             pass  # EOF without a close frame: close_code stays None (1006)
         except websocket.WebSocketProtocolException as exc:
@@ -540,6 +542,11 @@ class WebSocketConnection:
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
+
+
+def _as_bytes(data: Union[str, bytes]) -> bytes:
+    # websocket-client types frame data as str or bytes; with utf-8 validation off it is bytes.
+    return data.encode() if isinstance(data, str) else data
 
 
 def _parse_close(payload: bytes) -> Tuple[Optional[int], str]:

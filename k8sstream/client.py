@@ -168,10 +168,10 @@ class Client:
         if container:
             if container not in by_name:
                 raise PodStateError(f"container {container} not found in pod {pod}")
-            return container, by_name[container]
+            return container, dict(by_name[container])
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         default = annotations.get("kubectl.kubernetes.io/default-container")
-        if default in by_name:
+        if isinstance(default, str) and default in by_name:
             return default, by_name[default]
         if not containers:
             raise PodStateError(f"pod {pod} has no containers")

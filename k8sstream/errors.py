@@ -32,7 +32,15 @@ __all__ = [
 
 
 class K8sStreamError(Exception):
-    """Base class of every error raised by k8sstream."""
+    """Base class of every error raised by k8sstream.
+
+    Attributes:
+        output, stderr: when ``communicate()`` or ``run()`` fails, what the command wrote
+            before the failure (``None`` otherwise), as ``subprocess`` errors carry it.
+    """
+
+    output: Any = None
+    stderr: Any = None
 
 
 class ConfigError(K8sStreamError, ValueError):

@@ -156,6 +156,7 @@ class RemoteProcess:
         self.client = client or default_client()
         self.namespace = namespace or self.client.namespace
         self.pod = pod
+        self.container: str
         self.container, spec = self.client.resolve_container(
             pod, self.namespace, container, attach=_attach
         )
@@ -456,10 +457,8 @@ class RemoteProcess:
             self._raise_timeout(timeout)
         except K8sStreamError as exc:
             # The output so far stays available to the caller with the error.
-            exc.output, exc.stderr = (
-                self._collected(_channel.STDOUT),
-                self._collected(_channel.STDERR),
-            )  # type: ignore[attr-defined]
+            exc.output = self._collected(_channel.STDOUT)
+            exc.stderr = self._collected(_channel.STDERR)
             raise
         return self._collected(_channel.STDOUT), self._collected(_channel.STDERR)
 
@@ -647,7 +646,7 @@ def _binary_reader(source: Any) -> Callable[[int], bytes]:
     binary = getattr(source, "buffer", source)
     read1 = getattr(binary, "read1", None)
     if read1 is not None:
-        return read1  # type: ignore[no-any-return]
+        return read1  # type: ignore[no-any-return,unused-ignore]
 
     def read(size: int) -> bytes:
         data = binary.read(size)
