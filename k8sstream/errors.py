@@ -20,6 +20,7 @@ __all__ = [
     "K8sStreamError",
     "LocalProtocolError",
     "PodStateError",
+    "PortForwardError",
     "ProtocolError",
     "ProxyError",
     "RemoteCommandError",
@@ -89,6 +90,11 @@ class ApiError(K8sStreamError):
 class PodStateError(K8sStreamError):
     """Raised before connecting when the pod cannot be used: it has completed, or the container
     does not exist (kubectl's own checks)."""
+
+
+class PortForwardError(K8sStreamError, ConnectionRefusedError):
+    """Raised on a forwarded socket when the server could not reach the pod's port; the
+    message is the server's (for example ``... connect: connection refused``)."""
 
 
 class ProtocolError(K8sStreamError):
