@@ -11,6 +11,7 @@ import logging
 from ._status import ApiStatus, ExitStatus
 from .client import Client
 from .config import ClusterConfig, load_kubeconfig
+from .cp import UnsafeArchiveError, copy_from_pod, copy_to_pod
 from .errors import (
     ApiError,
     CalledProcessError,
@@ -19,6 +20,7 @@ from .errors import (
     K8sStreamError,
     LocalProtocolError,
     PodStateError,
+    PortForwardError,
     ProtocolError,
     ProxyError,
     RemoteCommandError,
@@ -28,6 +30,7 @@ from .errors import (
     TimeoutExpired,
     TLSError,
 )
+from .portforward import ForwardedSocket, PortForwarder, create_connection, port_forward
 from .process import (
     DEVNULL,
     PIPE,
@@ -57,10 +60,13 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ExitStatus",
+    "ForwardedSocket",
     "K8sStreamError",
     "LocalProtocolError",
     "PodStateError",
     "Popen",
+    "PortForwardError",
+    "PortForwarder",
     "ProtocolError",
     "ProxyError",
     "RemoteCommandError",
@@ -70,12 +76,17 @@ __all__ = [
     "StreamTimeout",
     "TLSError",
     "TimeoutExpired",
+    "UnsafeArchiveError",
     "__version__",
     "attach",
     "call",
     "check_call",
     "check_output",
+    "copy_from_pod",
+    "copy_to_pod",
+    "create_connection",
     "load_kubeconfig",
+    "port_forward",
     "run",
 ]
 

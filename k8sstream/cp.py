@@ -1,0 +1,253 @@
+"""Copy files and directories to and from containers, streaming tar over exec like ``kubectl cp``.
+
+Nothing is buffered whole: the archive is produced and consumed in pieces of at most 64 KiB,
+so a multi-GiB tree copies with bounded memory. Unlike kubectl, the remote ``tar``'s exit
+status is checked (a failed copy raises, it is never a silent partial copy), and an archive
+from a pod is treated as hostile (see :mod:`k8sstream._tarstream`).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tarfile
+from typing import Any, Callable, Optional
+
+from ._tarstream import ExtractionPlan, UnsafeArchiveError
+from .errors import CalledProcessError, RemoteCommandError
+from .process import DEVNULL, PIPE, RemoteProcess
+
+__all__ = ["UnsafeArchiveError", "copy_from_pod", "copy_to_pod"]
+
+Progress = Callable[[int], None]
+# One stdin message each: tarfile writes whole blocks of this size (a multiple of 512).
+_TAR_BLOCK = 126 * 512
+_CHUNK = 64 * 1024
+_STDERR_LIMIT = 64 * 1024
+
+
+class _StderrTail:
+    """Keeps the last 64 KiB of the remote tar's error output (its messages are short)."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> int:
+        self.data = (self.data + data)[-_STDERR_LIMIT:]
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace").strip()
+
+
+class _CountingWriter:
+    def __init__(self, target: Any, progress: Optional[Progress]) -> None:
+        self._target = target
+        self._progress = progress
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self._target.write(data)
+        self.count += len(data)
+        if self._progress is not None:
+            self._progress(self.count)
+        return len(data)
+
+
+class _CountingReader:
+    def __init__(self, source: Any, progress: Optional[Progress]) -> None:
+        self._source = source
+        self._progress = progress
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._source.read(size)
+        self.count += len(data)
+        if self._progress is not None and data:
+            self._progress(self.count)
+        return data
+
+
+def _remote_error(exc: RemoteCommandError) -> RemoteCommandError:
+    if "executable file not found" in exc.message or "not found" in exc.message.lower():
+        return RemoteCommandError(f"cp needs 'tar' in the container: {exc.message}", exc.status)
+    return exc
+
+
+def copy_to_pod(
+    src: str,
+    pod: str,
+    dest: str,
+    *,
+    namespace: Optional[str] = None,
+    container: Optional[str] = None,
+    client: Any = None,
+    preserve: bool = True,
+    progress: Optional[Progress] = None,
+) -> None:
+    """Copy a local file or directory into a container, like ``kubectl cp SRC POD:DEST``.
+
+    If ``dest`` is an existing directory in the container, ``src`` is copied into it under
+    its own name; otherwise it is copied to ``dest``. With ``preserve`` (the default) modes
+    and modification times are kept where the remote tar allows; ``preserve=False`` is
+    kubectl's ``--no-preserve``.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        CalledProcessError: the remote tar failed (its error output is ``stderr``).
+        RemoteCommandError: the container has no ``tar``.
+    """
+    if not os.path.lexists(src):
+        raise FileNotFoundError(2, "No such file or directory", src)
+    common = dict(pod=pod, namespace=namespace, container=container, client=client)
+    probe = RemoteProcess(["test", "-d", dest], stdout=DEVNULL, stderr=DEVNULL, **common)
+    if probe.wait() == 0:
+        dest = posixpath.join(dest, os.path.basename(os.path.normpath(src)))
+    directory, name = posixpath.split(dest.rstrip("/") or "/")
+    command = (
+        ["tar", "-xf", "-"]
+        if preserve
+        else [
+            "tar",
+            "--no-same-permissions",
+            "--no-same-owner",
+            "-xmf",
+            "-",
+        ]
+    )
+    if directory:
+        command += ["-C", directory]
+    errors = _StderrTail()
+    try:
+        proc = RemoteProcess(command, stdin=PIPE, stdout=DEVNULL, stderr=errors, **common)
+    except RemoteCommandError as exc:
+        raise _remote_error(exc) from None
+    with proc:
+        try:
+            sink: Any = _CountingWriter(proc.stdin, progress)
+            with tarfile.open(
+                fileobj=sink, mode="w|", bufsize=_TAR_BLOCK, format=tarfile.PAX_FORMAT
+            ) as archive:
+                archive.add(src, arcname=name or ".")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the remote tar stopped reading; its status says why
+        try:
+            code = proc.wait()
+        except RemoteCommandError as exc:
+            raise _remote_error(exc) from None
+    if code != 0:
+        raise CalledProcessError(code, command, stderr=errors.text())
+
+
+def copy_from_pod(
+    pod: str,
+    src: str,
+    dest: str,
+    *,
+    namespace: Optional[str] = None,
+    container: Optional[str] = None,
+    client: Any = None,
+    preserve: bool = True,
+    progress: Optional[Progress] = None,
+) -> None:
+    """Copy a file or directory out of a container, like ``kubectl cp POD:SRC DEST``.
+
+    The remote path maps to ``dest`` (a remote file becomes the file ``dest``, or
+    ``dest/<name>`` if ``dest`` is an existing directory; a remote directory becomes the
+    directory ``dest``). Entries that would land outside ``dest`` (absolute names, ``..``,
+    links pointing out, anything written through a symlink) raise
+    :class:`UnsafeArchiveError` before anything is written for them; symlinks, hard links
+    and device files are skipped; setuid/setgid bits are dropped.
+
+    Raises:
+        CalledProcessError: the remote tar failed (for example, no such file).
+        UnsafeArchiveError: the archive tried to escape ``dest``.
+        RemoteCommandError: the container has no ``tar``.
+    """
+    command = ["tar", "cf", "-", src]
+    plan = ExtractionPlan(src.lstrip("/"))
+    dest = os.path.abspath(dest)
+    errors = _StderrTail()
+    common = dict(pod=pod, namespace=namespace, container=container, client=client)
+    proc = RemoteProcess(command, stdout=PIPE, stderr=errors, **common)
+    with proc:
+        try:
+            reader: Any = _CountingReader(proc.stdout, progress)
+            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as archive:
+                for member in archive:
+                    planned = plan.plan(member)
+                    if planned is None:
+                        continue
+                    target = _local_target(dest, planned.path, planned.kind, src)
+                    if planned.kind == "dir":
+                        os.makedirs(target, exist_ok=True)
+                        if preserve:
+                            os.chmod(target, planned.mode | 0o700)
+                        continue
+                    if planned.kind == "symlink":
+                        os.symlink(planned.link_target or "", target)
+                        continue
+                    _write_file(archive, member, target, planned.mode if preserve else 0o644)
+                    if preserve:
+                        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+                # Drain the end-of-archive blocks so the remote tar can finish writing.
+                while reader.read(_CHUNK):
+                    pass
+        except tarfile.ReadError as exc:
+            proc.kill()
+            _raise_for_status(proc, command, errors)
+            raise UnsafeArchiveError(f"the container sent an invalid tar stream: {exc}") from None
+        except BaseException:
+            proc.kill()
+            raise
+        _raise_for_status(proc, command, errors)
+
+
+def _raise_for_status(proc: RemoteProcess, command: list, errors: _StderrTail) -> None:
+    try:
+        code = proc.wait()
+    except RemoteCommandError as exc:
+        raise _remote_error(exc) from None
+    if code != 0:
+        raise CalledProcessError(code, command, stderr=errors.text())
+
+
+def _local_target(dest: str, relative: str, kind: str, src: str) -> str:
+    if not relative:
+        target = dest
+        if kind == "file" and os.path.isdir(dest):
+            # A file copied onto a directory goes into it, as cp(1) does.
+            target = os.path.join(dest, posixpath.basename(src.rstrip("/")))
+    else:
+        target = os.path.join(dest, *relative.split("/"))
+    # A directory that already exists locally may be a symlink planted by someone else.
+    parent = os.path.realpath(os.path.dirname(target))
+    root = os.path.realpath(dest if relative or target != dest else os.path.dirname(dest))
+    if parent != root and not parent.startswith(root + os.sep):
+        raise UnsafeArchiveError(
+            f"{target!r} would be written outside {dest!r} through a local link"
+        )
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    return target
+
+
+def _write_file(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str, mode: int) -> None:
+    source = archive.extractfile(member)
+    assert source is not None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(target, flags, 0o600)
+    try:
+        while True:
+            data = source.read(_CHUNK)
+            if not data:
+                break
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)

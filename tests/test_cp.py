@@ -1,0 +1,213 @@
+"""cp round trips against the emulator, and the kubectl cp path-traversal attacks."""
+
+from __future__ import annotations
+
+import filecmp
+import io
+import os
+import stat
+import tarfile
+
+import pytest
+
+import k8sstream
+from k8sstream.cp import UnsafeArchiveError, copy_from_pod, copy_to_pod
+from k8sstream.testing import Container, Pod
+
+
+def _same_tree(a, b) -> None:
+    cmp = filecmp.dircmp(a, b)
+    assert not (cmp.left_only or cmp.right_only or cmp.diff_files or cmp.funny_files), (a, b)
+    for sub in cmp.common_dirs:
+        _same_tree(os.path.join(a, sub), os.path.join(b, sub))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "tree"
+    (root / "deep" / "er" / "est").mkdir(parents=True)
+    (root / "deep" / "er" / "est" / "blob.bin").write_bytes(os.urandom(300_000))
+    (root / "name with spaces é ü.txt").write_text("unicode ✓")
+    (root / "empty").write_bytes(b"")
+    (root / "script.sh").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(root / "script.sh", 0o750)
+    os.utime(root / "empty", (1_000_000_000, 1_000_000_000))
+    return root
+
+
+def test_directory_round_trip_preserves_content_modes_and_mtimes(client, tree, tmp_path):
+    copy_to_pod(str(tree), "demo", "copied", client=client)
+    back = tmp_path / "back"
+    seen = []
+    copy_from_pod("demo", "copied", str(back), client=client, progress=seen.append)
+    _same_tree(tree, back)
+    assert stat.S_IMODE(os.stat(back / "script.sh").st_mode) == 0o750
+    assert os.stat(back / "empty").st_mtime == 1_000_000_000
+    assert seen and seen == sorted(seen)
+
+
+def test_into_an_existing_remote_directory_and_single_files(client, emulator, tree, tmp_path):
+    root = emulator.container_dir("default", "demo", "main")
+    os.mkdir(os.path.join(root, "existing"))
+    copy_to_pod(str(tree), "demo", "existing", client=client)
+    assert os.path.isdir(os.path.join(root, "existing", "tree", "deep"))
+    blob = tree / "deep" / "er" / "est" / "blob.bin"
+    copy_to_pod(str(blob), "demo", "single.bin", client=client)
+    copy_from_pod("demo", "single.bin", str(tmp_path / "single-back.bin"), client=client)
+    assert (tmp_path / "single-back.bin").read_bytes() == blob.read_bytes()
+    (tmp_path / "into").mkdir()
+    copy_from_pod("demo", "single.bin", str(tmp_path / "into"), client=client)
+    assert (tmp_path / "into" / "single.bin").read_bytes() == blob.read_bytes()
+
+
+def test_no_preserve(client, tree, tmp_path):
+    copy_to_pod(str(tree), "demo", "np", client=client, preserve=False)
+    copy_from_pod("demo", "np", str(tmp_path / "np"), client=client, preserve=False)
+    assert (tmp_path / "np" / "script.sh").read_text() == "#!/bin/sh\necho hi\n"
+
+
+def test_failed_remote_tar_is_an_error(client, tmp_path):
+    with pytest.raises(k8sstream.CalledProcessError) as info:
+        copy_from_pod("demo", "does-not-exist", str(tmp_path / "x"), client=client)
+    assert "does-not-exist" in info.value.stderr
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(FileNotFoundError):
+        copy_to_pod(str(tmp_path / "missing"), "demo", "x", client=client)
+
+
+def test_container_without_tar(emulator, client, tmp_path):
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    emulator.add_pod(
+        Pod(
+            name="notar",
+            containers=[Container("c", env={"PATH": str(empty_bin)}, command=["/bin/sleep", "60"])],
+        )
+    )
+    with pytest.raises(k8sstream.RemoteCommandError, match="needs 'tar'"):
+        copy_from_pod("notar", "x", str(tmp_path / "x"), client=client)
+
+
+# --- hostile archives: a pod whose tar prints a prepared archive ---
+
+
+def _archive(*members) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _file(name, data=b"pwned", mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    return info, data
+
+
+def _link(name, target, kind=tarfile.SYMTYPE):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info, None
+
+
+def _dir(name):
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    return info, None
+
+
+@pytest.fixture
+def evil_pod(emulator, tmp_path):
+    """Pod 'evil' whose tar ignores its arguments and prints the archive in evil.tar."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    archive = tmp_path / "evil.tar"
+    script = fake / "tar"
+    script.write_text(f"#!/bin/sh\ncat '{archive}'\n")
+    script.chmod(0o755)
+    emulator.add_pod(
+        Pod(
+            name="evil",
+            containers=[
+                Container("c", env={"PATH": f"{fake}:/usr/bin:/bin"}, command=["/bin/sleep", "60"])
+            ],
+        )
+    )
+    return archive
+
+
+@pytest.mark.parametrize(
+    "cve, members",
+    [
+        ("CVE-2018-1002100 (../ in names)", [_dir("src"), _file("src/../../escaped")]),
+        ("absolute name", [_dir("src"), _file("/tmp/k8sstream-escaped")]),
+        (
+            "CVE-2019-1002101 (file written through a symlink)",
+            [_dir("src"), _link("src/link", "/tmp"), _file("src/link/escaped")],
+        ),
+        (
+            "CVE-2019-11246 (relative symlink climbing out, then through it)",
+            [
+                _dir("src"),
+                _dir("src/sub"),
+                _link("src/sub/up", "../../.."),
+                _file("src/sub/up/escaped"),
+            ],
+        ),
+        (
+            "CVE-2019-11249 (hard link to a file outside)",
+            [_dir("src"), _link("src/hard", "../../etc/passwd", tarfile.LNKTYPE)],
+        ),
+        (
+            "symlink replaced by a file of the same name",
+            [_dir("src"), _link("src/a", "/etc/passwd"), _file("src/a")],
+        ),
+    ],
+)
+def test_path_traversal_attacks_are_refused(client, evil_pod, tmp_path, cve, members):
+    evil_pod.write_bytes(_archive(*members))
+    dest = tmp_path / "dest" / "inner"
+    dest.parent.mkdir()
+    with pytest.raises(UnsafeArchiveError):
+        copy_from_pod("evil", "src", str(dest), client=client)
+    # Nothing was written anywhere but inside the destination.
+    assert not (tmp_path / "dest" / "escaped").exists()
+    assert not (tmp_path / "escaped").exists()
+    assert not os.path.exists("/tmp/k8sstream-escaped")
+    assert not os.path.exists("/tmp/escaped")
+
+
+def test_links_devices_and_setuid_are_not_created(client, evil_pod, tmp_path):
+    fifo = tarfile.TarInfo("src/fifo")
+    fifo.type = tarfile.FIFOTYPE
+    device = tarfile.TarInfo("src/null")
+    device.type = tarfile.CHRTYPE
+    evil_pod.write_bytes(
+        _archive(
+            _dir("src"),
+            _file("src/suid", b"#!/bin/sh\n", 0o4755),
+            _link("src/inside", "suid"),
+            (fifo, None),
+            (device, None),
+        )
+    )
+    dest = tmp_path / "out"
+    copy_from_pod("evil", "src", str(dest), client=client)
+    assert sorted(os.listdir(dest)) == ["suid"]
+    assert stat.S_IMODE(os.stat(dest / "suid").st_mode) == 0o755
+
+
+def test_local_symlink_in_destination_is_not_followed(client, evil_pod, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    os.symlink(outside, dest / "planted")
+    evil_pod.write_bytes(_archive(_dir("src"), _file("src/planted/escaped")))
+    with pytest.raises(UnsafeArchiveError):
+        copy_from_pod("evil", "src", str(dest), client=client)
+    assert not (outside / "escaped").exists()
