@@ -38,12 +38,13 @@ from urllib.parse import urlsplit
 import websocket
 from websocket._abnf import continuous_frame, frame_buffer
 
+from . import _proxy
+from ._proxy import ProxySettings
 from ._status import parse_status
 from .errors import (
     ApiError,
     ConnectError,
     K8sStreamError,
-    ProxyError,
     RemoteProtocolError,
     StreamClosedError,
     StreamTimeout,
@@ -64,22 +65,18 @@ CloseHandler = Callable[[Optional[int], str, Optional[BaseException]], None]
 
 
 @dataclass(frozen=True)
-class ProxySettings:
-    """An HTTP CONNECT proxy for the WebSocket, already resolved from config or environment."""
-
-    host: str
-    port: int
-    username: Optional[str] = None
-    password: Optional[str] = None
-
-    def __repr__(self) -> str:
-        auth = "<credentials>@" if self.username else ""
-        return f"ProxySettings({auth}{self.host}:{self.port})"
-
-
-@dataclass(frozen=True)
 class DialOptions:
-    """Everything needed to open one WebSocket to the API server."""
+    """Everything needed to open one WebSocket to the API server.
+
+    Args:
+        ssl_context: the client context for ``wss://``; it decides the CA, the client
+            certificate and whether the hostname is checked.
+        server_hostname: the name the certificate must match (kubeconfig ``tls-server-name``);
+            default: the URL's host.
+        proxy: a proxy already chosen for this server (see ``_proxy.select_proxy``).
+        proxy_ssl_context: makes the context for an ``https://`` proxy, when one is used.
+        sock: an already connected socket (TLS done, if any) to upgrade instead of dialling.
+    """
 
     url: str
     subprotocols: Sequence[str]
@@ -89,14 +86,101 @@ class DialOptions:
     proxy: Optional[ProxySettings] = None
     connect_timeout: Optional[float] = 30.0
     sock: Optional[socket.socket] = None
+    proxy_ssl_context: Optional[Callable[[], ssl.SSLContext]] = None
 
     def __repr__(self) -> str:
         # Headers carry the bearer token: never part of a repr.
         return f"DialOptions(url={self.url!r}, subprotocols={list(self.subprotocols)!r})"
 
 
+def open_connection(
+    host: str,
+    port: int,
+    *,
+    ssl_context: Optional[ssl.SSLContext],
+    server_hostname: Optional[str] = None,
+    proxy: Optional[ProxySettings] = None,
+    timeout: Optional[float] = 30.0,
+    proxy_ssl_context: Optional[Callable[[], ssl.SSLContext]] = None,
+) -> socket.socket:
+    """TCP (through ``proxy`` if given), then TLS with ``ssl_context`` if given.
+
+    The certificate is verified against ``server_hostname`` or else ``host`` by the context's
+    own ``check_hostname``: the socket is never handed to a library that might skip it.
+
+    Raises:
+        ConnectError, ProxyError, TLSError: as :func:`dial`.
+    """
+    sock = _proxy.open_socket(host, port, proxy, timeout, proxy_ssl_context)
+    if ssl_context is None:
+        return sock
+    name = server_hostname or host
+    try:
+        return ssl_context.wrap_socket(sock, server_hostname=name)
+    except ssl.SSLError as exc:
+        sock.close()
+        raise tls_error(exc, f"https://{_authority(host, port)}", name) from exc
+    except OSError as exc:
+        sock.close()
+        what = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        raise ConnectError(
+            f"TLS handshake with https://{_authority(host, port)} failed: {what}"
+        ) from exc
+
+
+def tls_error(exc: BaseException, target: str, server_name: Optional[str]) -> TLSError:
+    """A TLSError that says what did not match: the CA, the name, or the client certificate."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        detail = exc.verify_message or str(exc)
+        if code in (_X509_HOSTNAME_MISMATCH, _X509_IP_MISMATCH):
+            return TLSError(
+                f"TLS verification of {target} failed: the server certificate is not valid for "
+                f"the name {server_name!r} ({detail}); set tls-server-name if the server's "
+                "certificate is issued for another name"
+            )
+        if code in _X509_UNTRUSTED:
+            return TLSError(
+                f"TLS verification of {target} failed: the server certificate is not signed by "
+                f"a trusted certificate authority ({detail}); check certificate-authority(-data)"
+            )
+        if code == _X509_CERT_HAS_EXPIRED:
+            return TLSError(
+                f"TLS verification of {target} failed: the server certificate has expired"
+            )
+        return TLSError(f"TLS verification of {target} failed: {detail}")
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").upper()
+        if "CERTIFICATE_REQUIRED" in reason or "BAD_CERTIFICATE" in reason:
+            return TLSError(
+                f"TLS handshake with {target} failed: the server rejected or required a client "
+                f"certificate ({exc.reason})"
+            )
+        if "UNKNOWN_CA" in reason:
+            return TLSError(
+                f"TLS handshake with {target} failed: the server does not trust the client "
+                f"certificate's CA ({exc.reason})"
+            )
+        return TLSError(f"TLS handshake with {target} failed: {exc.reason or exc}")
+    return TLSError(f"TLS connection to {target} failed: {exc}")
+
+
+# OpenSSL X509_V_ERR_* codes.
+_X509_CERT_HAS_EXPIRED = 10
+_X509_HOSTNAME_MISMATCH = 62
+_X509_IP_MISMATCH = 64
+_X509_UNTRUSTED = (2, 18, 19, 20, 21, 27)
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def dial(options: DialOptions) -> Tuple[websocket.WebSocket, Optional[str]]:
-    """Open the TCP/TLS connection and perform the WebSocket upgrade.
+    """Open the TCP/TLS connection (through the proxy, if any) and perform the upgrade.
+
+    The socket is opened here and handed to websocket-client, which then does neither proxy
+    nor TLS work of its own: its environment proxy handling and ``sslopt`` are never involved.
 
     Returns:
         The connected websocket-client object and the subprotocol the server chose (``None``
@@ -105,14 +189,27 @@ def dial(options: DialOptions) -> Tuple[websocket.WebSocket, Optional[str]]:
     Raises:
         ApiError: the server answered with an HTTP error instead of upgrading.
         TLSError, ProxyError, ConnectError: the connection could not be made.
+        ConfigError: a proxy that needs a missing optional package.
     """
-    # TLS options belong to the WebSocket object: connect() silently ignores an sslopt argument.
-    sslopt: dict = {}
-    if options.ssl_context is not None:
-        sslopt["context"] = options.ssl_context
-        if options.server_hostname:
-            sslopt["server_hostname"] = options.server_hostname
-    ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=False)
+    parts = urlsplit(options.url)
+    target = _describe_url(options.url)
+    secure = parts.scheme in ("wss", "https")
+    sock = options.sock
+    if sock is None:
+        try:
+            port = parts.port or (443 if secure else 80)
+        except ValueError:
+            raise ConnectError(f"{target}: not a valid port") from None
+        sock = open_connection(
+            parts.hostname or "",
+            port,
+            ssl_context=options.ssl_context if secure else None,
+            server_hostname=options.server_hostname,
+            proxy=options.proxy,
+            timeout=options.connect_timeout,
+            proxy_ssl_context=options.proxy_ssl_context,
+        )
+    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
     kwargs: dict = {
         # The offer goes in one header line of our own; we check the answer ourselves so
         # the error can say what was offered and what came back (websocket-client only
@@ -122,41 +219,29 @@ def dial(options: DialOptions) -> Tuple[websocket.WebSocket, Optional[str]]:
         "redirect_limit": 0,  # a redirect would resend the Authorization header elsewhere
         "timeout": options.connect_timeout,
         "suppress_origin": True,
+        # With socket= websocket-client skips its own proxy and TLS code entirely.
+        "socket": sock,
     }
-    if options.proxy is not None:
-        kwargs.update(
-            http_proxy_host=options.proxy.host,
-            http_proxy_port=options.proxy.port,
-            proxy_type="http",
-        )
-        if options.proxy.username is not None:
-            kwargs["http_proxy_auth"] = (options.proxy.username, options.proxy.password or "")
-    else:
-        # websocket-client would otherwise read proxy variables itself; proxy decisions are ours.
-        kwargs.update(http_proxy_host=None, http_no_proxy=["*"])
-    if options.sock is not None:
-        kwargs["socket"] = options.sock
-    target = _describe_url(options.url)
     try:
         ws.connect(options.url, **kwargs)
     except websocket.WebSocketBadStatusException as exc:
         raise _api_error(exc) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise TLSError(f"TLS verification of {target} failed: {exc.verify_message}") from exc
     except ssl.SSLError as exc:
-        raise TLSError(f"TLS handshake with {target} failed: {exc.reason or exc}") from exc
-    except websocket.WebSocketProxyException as exc:
-        raise ProxyError(f"proxy refused the tunnel to {target}: {exc}") from exc
+        raise tls_error(exc, target, options.server_hostname) from exc
     except websocket.WebSocketTimeoutException as exc:
-        raise ConnectError(f"timed out connecting to {target}") from exc
-    except websocket.WebSocketAddressException as exc:
-        raise ConnectError(f"cannot resolve {target}: {exc}") from exc
+        raise ConnectError(f"timed out upgrading the connection to {target}") from exc
     except websocket.WebSocketException as exc:
         raise ConnectError(f"WebSocket upgrade with {target} failed: {exc}") from exc
     except socket.timeout as exc:
-        raise ConnectError(f"timed out connecting to {target}") from exc
+        raise ConnectError(f"timed out upgrading the connection to {target}") from exc
     except OSError as exc:
-        raise ConnectError(f"cannot connect to {target}: {exc.strerror or exc}") from exc
+        raise ConnectError(
+            f"connection to {target} lost during the upgrade: {exc.strerror or exc}"
+        ) from exc
+    finally:
+        if ws.sock is None:
+            # websocket-client closes the socket on a handshake failure; make sure of it.
+            sock.close()
     headers = ws.getheaders() or {}
     return ws, headers.get("sec-websocket-protocol")
 

@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
-import urllib.parse
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+)
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from . import _transport
+from . import _auth, _proxy, _transport
 from ._request import join_url, pod_path
-from .config import ClusterConfig, build_ssl_context, load_kubeconfig
-from .errors import ConfigError, ConnectError, PodStateError, TLSError
+from .config import (
+    ClusterConfig,
+    build_proxy_ssl_context,
+    build_ssl_context,
+    load_incluster_config,
+    load_kubeconfig,
+)
+from .errors import ApiError, ConnectError, K8sStreamError, PodStateError
 
 if TYPE_CHECKING:
     import websocket
@@ -26,14 +45,23 @@ __all__ = ["Client", "default_client"]
 logger = logging.getLogger("k8sstream.client")
 
 
-class _ContextAdapter(HTTPAdapter):
-    """Makes requests use the client's own SSLContext instead of certifi's bundle."""
+class _DialAdapter(HTTPAdapter):
+    """Makes requests connect exactly as the WebSocket does.
+
+    The TCP connection (direct or through the chosen proxy) comes from ``_proxy.open_socket``,
+    the same code the WebSocket uses; urllib3 then adds TLS with the client's own SSLContext
+    (never certifi's bundle) and verifies the name against ``tls-server-name`` or the host.
+    """
 
     def __init__(
-        self, ssl_context: Optional[ssl.SSLContext], server_hostname: Optional[str]
+        self,
+        ssl_context: Optional[ssl.SSLContext],
+        server_hostname: Optional[str],
+        open_socket: Callable[[str, int, Optional[float]], socket.socket],
     ) -> None:
         self._ssl_context = ssl_context
         self._server_hostname = server_hostname
+        self._open_socket = open_socket
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -42,6 +70,18 @@ class _ContextAdapter(HTTPAdapter):
         if self._server_hostname:
             kwargs["server_hostname"] = self._server_hostname
         super().init_poolmanager(*args, **kwargs)
+        opener = self._open_socket
+
+        def new_conn(conn: Any) -> socket.socket:
+            timeout = conn.timeout if isinstance(conn.timeout, (int, float)) else None
+            return opener(conn.host, conn.port, timeout)
+
+        http_conn = type("_HTTPConnection", (HTTPConnection,), {"_new_conn": new_conn})
+        https_conn = type("_HTTPSConnection", (HTTPSConnection,), {"_new_conn": new_conn})
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("_HTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+            "https": type("_HTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+        }
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # The SSLContext already holds the CA and client certificate; requests' default would
@@ -55,13 +95,25 @@ class Client:
     Offers the same calls as the module level (``Popen``, ``run``, ``check_output``,
     ``attach`` ...) bound to this configuration. Thread-safe; close it to release the REST
     session's connections (also a context manager).
+
+    The proxy is chosen once, when the client is created: the kubeconfig ``proxy-url``, else
+    ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the environment. REST calls and WebSockets
+    share the TLS settings, the credentials and the proxy. A request refused with 401 is
+    retried once when the credentials can be refreshed (exec plugin, token file).
     """
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
-        self._ssl_context = build_ssl_context(config)
-        self._session: Optional[requests.Session] = None
+        self._auth = _auth.make_authenticator(config)
+        self._proxy = _proxy.select_proxy(config.server, config.proxy_url, config.source)
         self._lock = threading.Lock()
+        # The SSLContext depends on the client certificate, which an exec plugin may change.
+        self._cert_key: Optional[Tuple[bytes, bytes]] = None
+        self._ssl_context = build_ssl_context(config)
+        self._proxy_context: Optional[ssl.SSLContext] = None
+        self._session: Optional[requests.Session] = None
+        if self._proxy is not None:
+            logger.debug("connecting to %s through %s", config.server, self._proxy.display)
 
     def __repr__(self) -> str:
         return f"Client(server={self.config.server!r}, namespace={self.config.namespace!r})"
@@ -73,12 +125,33 @@ class Client:
         context: Optional[str] = None,
         namespace: Optional[str] = None,
     ) -> Client:
-        """A client from a kubeconfig file (default: ``KUBECONFIG`` or ``~/.kube/config``)."""
+        """A client from a kubeconfig file (default: ``KUBECONFIG`` or ``~/.kube/config``).
+
+        Without ``path`` and without any kubeconfig file, a process in a pod gets the
+        in-cluster configuration, as with kubectl.
+        """
         return cls(load_kubeconfig(path, context=context, namespace=namespace))
+
+    @classmethod
+    def in_cluster(
+        cls,
+        namespace: Optional[str] = None,
+        service_account_dir: Optional[str] = None,
+    ) -> Client:
+        """A client for the cluster this process runs in (service account, CA, namespace).
+
+        ``service_account_dir`` defaults to ``/var/run/secrets/kubernetes.io/serviceaccount``.
+        """
+        return cls(load_incluster_config(namespace, service_account_dir))
 
     @property
     def namespace(self) -> str:
         return self.config.namespace
+
+    @property
+    def proxy(self) -> Optional[_proxy.ProxySettings]:
+        """The proxy this client uses, or ``None`` for direct connections."""
+        return self._proxy
 
     def close(self) -> None:
         with self._lock:
@@ -92,49 +165,90 @@ class Client:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    # --- REST ---
+    # --- connections ---
 
-    def _auth_headers(self) -> Dict[str, str]:
-        if self.config.token:
-            return {"Authorization": f"Bearer {self.config.token}"}
-        return {}
-
-    def session(self) -> requests.Session:
+    def _tls(self) -> Tuple[Optional[ssl.SSLContext], requests.Session]:
+        """The SSLContext and REST session for the current credentials (built on first use)."""
+        cert = self._auth.client_certificate()
         with self._lock:
+            if cert is not None and cert != self._cert_key:
+                self._ssl_context = build_ssl_context(self.config, client_cert=cert)
+                self._cert_key = cert
+                if self._session is not None:
+                    self._session.close()
+                    self._session = None
             if self._session is None:
                 session = requests.Session()
                 session.trust_env = False  # proxies are decided from the config, not by requests
                 session.verify = not self.config.insecure_skip_tls_verify
-                adapter = _ContextAdapter(self._ssl_context, self.config.tls_server_name)
+                adapter = _DialAdapter(
+                    self._ssl_context, self.config.tls_server_name, self._open_socket
+                )
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
                 self._session = session
-            return self._session
+            return self._ssl_context, self._session
+
+    def _proxy_ssl_context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._proxy_context is None:
+                self._proxy_context = build_proxy_ssl_context(self.config)
+            return self._proxy_context
+
+    def _open_socket(self, host: str, port: int, timeout: Optional[float]) -> socket.socket:
+        return _proxy.open_socket(host, port, self._proxy, timeout, self._proxy_ssl_context)
+
+    # --- REST ---
+
+    def session(self) -> requests.Session:
+        """The shared REST session (TLS, proxy); credentials are added per request."""
+        return self._tls()[1]
 
     def get_json(
         self, path: str, params: Optional[Dict[str, str]] = None, timeout: float = 30.0
     ) -> Any:
         """GET an API path and return the decoded JSON.
 
+        Blocks for the request (and for a credential plugin, if one must run).
+
         Raises:
             ApiError: the server answered with an error status.
-            ConnectError, TLSError: the server could not be reached.
+            ConnectError, TLSError, ProxyError: the server could not be reached.
+            ConfigError: the credentials cannot be obtained (e.g. a failing exec plugin).
         """
         url = join_url(self.config.server, path, list((params or {}).items()))
-        try:
-            response = self.session().get(url, headers=self._auth_headers(), timeout=timeout)
-        except requests.exceptions.SSLError as exc:
-            raise TLSError(
-                f"TLS connection to {self.config.server} failed: {_root_cause(exc)}"
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise ConnectError(f"cannot reach {self.config.server}: {_root_cause(exc)}") from None
-        with response:
-            if response.status_code >= 400:
-                raise _transport.api_error_from_response(
-                    response.status_code, response.content, response.reason or ""
-                )
-            return response.json()
+        for attempt in (1, 2):
+            headers = self._auth.headers()
+            session = self.session()
+            try:
+                response = session.get(url, headers=headers, timeout=timeout)
+            except requests.exceptions.RequestException as exc:
+                raise self._request_error(exc) from None
+            with response:
+                if (
+                    response.status_code == 401
+                    and attempt == 1
+                    and self._auth.refresh_after_unauthorized(headers)
+                ):
+                    logger.debug("401 from %s: retrying with fresh credentials", path)
+                    continue
+                if response.status_code >= 400:
+                    raise _transport.api_error_from_response(
+                        response.status_code, response.content, response.reason or ""
+                    )
+                return response.json()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _request_error(self, exc: BaseException) -> K8sStreamError:
+        ours = _find_cause(exc, K8sStreamError)
+        if ours is not None:
+            return ours
+        ssl_exc = _find_cause(exc, ssl.SSLError)
+        if ssl_exc is not None or isinstance(exc, requests.exceptions.SSLError):
+            return _transport.tls_error(
+                ssl_exc or exc, self.config.server, self.config.tls_server_name
+            )
+        return ConnectError(f"cannot reach {self.config.server}: {_root_cause(exc)}")
 
     def get_pod(self, pod: str, namespace: Optional[str] = None) -> Dict[str, Any]:
         """The pod object, as ``kubectl get pod -o json`` shows it."""
@@ -189,32 +303,35 @@ class Client:
     def dial(
         self, path: str, query: Sequence[Tuple[str, str]], subprotocols: Sequence[str]
     ) -> Tuple[websocket.WebSocket, Optional[str]]:
-        """Open a WebSocket to an API path; returns the socket and the chosen subprotocol."""
-        options = _transport.DialOptions(
-            url=join_url(self.config.server, path, query, websocket=True),
-            subprotocols=subprotocols,
-            headers=self._auth_headers(),
-            ssl_context=self._ssl_context,
-            server_hostname=self.config.tls_server_name,
-            proxy=self._proxy(),
-        )
-        return _transport.dial(options)
+        """Open a WebSocket to an API path; returns the socket and the chosen subprotocol.
 
-    def _proxy(self) -> Optional[_transport.ProxySettings]:
-        if not self.config.proxy_url:
-            return None
-        parts = urllib.parse.urlsplit(self.config.proxy_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ConfigError(
-                f"{self.config.source}: proxy-url {parts.scheme}://... is not supported yet "
-                "(only http:// proxies)"
+        Blocks for the connection and upgrade; a 401 is retried once with fresh credentials.
+        """
+        url = join_url(self.config.server, path, query, websocket=True)
+        for attempt in (1, 2):
+            headers = self._auth.headers()
+            ssl_context, _ = self._tls()
+            options = _transport.DialOptions(
+                url=url,
+                subprotocols=subprotocols,
+                headers=headers,
+                ssl_context=ssl_context,
+                server_hostname=self.config.tls_server_name,
+                proxy=self._proxy,
+                proxy_ssl_context=self._proxy_ssl_context,
             )
-        return _transport.ProxySettings(
-            host=parts.hostname,
-            port=parts.port or 80,
-            username=urllib.parse.unquote(parts.username) if parts.username else None,
-            password=urllib.parse.unquote(parts.password) if parts.password else None,
-        )
+            try:
+                return _transport.dial(options)
+            except ApiError as exc:
+                if (
+                    exc.status_code == 401
+                    and attempt == 1
+                    and self._auth.refresh_after_unauthorized(headers)
+                ):
+                    logger.debug("401 on the upgrade of %s: retrying with fresh credentials", path)
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- the subprocess-like calls, bound to this client ---
 
@@ -247,6 +364,31 @@ class Client:
         from .process import check_output
 
         return check_output(args, client=self, **kwargs)
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _find_cause(exc: BaseException, kind: Type[_E]) -> Optional[_E]:
+    """The first ``kind`` in an exception's chain, urllib3's ``reason`` and ``args`` included."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        for nxt in (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *current.args,
+        ):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    return None
 
 
 def _root_cause(exc: BaseException) -> str:

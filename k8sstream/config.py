@@ -11,19 +11,56 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import ssl
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
+from ._proxy import parse_proxy_url
 from .errors import ConfigError
 
-__all__ = ["ClusterConfig", "load_kubeconfig"]
+__all__ = ["ClusterConfig", "ExecConfig", "load_incluster_config", "load_kubeconfig"]
+
+logger = logging.getLogger("k8sstream.config")
 
 DEFAULT_KUBECONFIG = os.path.join("~", ".kube", "config")
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
+INTERACTIVE_MODES = ("Never", "IfAvailable", "Always")
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """An exec credential plugin (``users[].user.exec``), as kubectl runs it.
+
+    Args:
+        api_version: ``client.authentication.k8s.io/v1`` or ``.../v1beta1``.
+        command: the executable; a relative path with a ``/`` is already resolved against the
+            kubeconfig's directory.
+        args: its arguments.
+        env: extra environment variables, in order (values may be secrets: not in ``repr``).
+        install_hint: shown when the executable cannot be found.
+        provide_cluster_info: pass the cluster in ``KUBERNETES_EXEC_INFO``.
+        interactive_mode: ``Never``, ``IfAvailable`` or ``Always``.
+        cluster_config: the cluster's ``client.authentication.k8s.io/exec`` extension, passed
+            as ``spec.cluster.config`` with ``provide_cluster_info``.
+        where: the file and key, for error messages.
+    """
+
+    api_version: str
+    command: str
+    args: Tuple[str, ...] = ()
+    env: Tuple[Tuple[str, str], ...] = field(default=(), repr=False)
+    install_hint: Optional[str] = None
+    provide_cluster_info: bool = False
+    interactive_mode: str = "IfAvailable"
+    cluster_config: Any = field(default=None, repr=False)
+    where: str = "<explicit>"
 
 
 @dataclass(frozen=True)
@@ -34,6 +71,10 @@ class ClusterConfig:
         server: the API server URL, e.g. ``https://10.0.0.1:6443``.
         namespace: the default namespace for calls that do not name one.
         token: a bearer token (never shown in ``repr``).
+        token_file: a file holding the bearer token, re-read when it changes (wins over
+            ``token``, as in client-go).
+        username, password: HTTP basic credentials (the password is never shown).
+        exec_plugin: an exec credential plugin that supplies the token or client certificate.
         ca_data: PEM bytes of the CA bundle to trust; ``None`` means the system store.
         client_cert_data: PEM bytes of a client certificate.
         client_key_data: PEM bytes of its private key (never shown in ``repr``).
@@ -46,6 +87,10 @@ class ClusterConfig:
     server: str
     namespace: str = "default"
     token: Optional[str] = field(default=None, repr=False)
+    token_file: Optional[str] = None
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+    exec_plugin: Optional[ExecConfig] = field(default=None, repr=False)
     ca_data: Optional[bytes] = field(default=None, repr=False)
     client_cert_data: Optional[bytes] = field(default=None, repr=False)
     client_key_data: Optional[bytes] = field(default=None, repr=False)
@@ -63,30 +108,78 @@ class ClusterConfig:
             raise ConfigError(
                 f"{self.source}: a client certificate needs both a certificate and a key"
             )
+        if self.insecure_skip_tls_verify and self.ca_data is not None:
+            # client-go refuses this combination rather than guess which one was meant.
+            raise ConfigError(
+                f"{self.source}: insecure-skip-tls-verify cannot be combined with "
+                "certificate-authority(-data)"
+            )
+        if self.username is not None and (self.token or self.token_file):
+            raise ConfigError(
+                f"{self.source}: username/password and a bearer token cannot both be set"
+            )
+        if self.proxy_url:
+            parse_proxy_url(self.proxy_url, f"{self.source}: proxy-url")
 
     @property
     def uses_tls(self) -> bool:
         return self.server.startswith("https://")
 
 
-def build_ssl_context(config: ClusterConfig) -> Optional[ssl.SSLContext]:
+def build_ssl_context(
+    config: ClusterConfig, client_cert: Optional[Tuple[bytes, bytes]] = None
+) -> Optional[ssl.SSLContext]:
     """Build the client SSLContext for a config; ``None`` for plain-HTTP servers.
 
     Callers build it once and never reconfigure it, so it can be shared between connections.
+
+    Args:
+        client_cert: a (certificate, key) PEM pair that replaces the config's own (an exec
+            plugin's certificate).
     """
     if not config.uses_tls:
         return None
     cadata = _pem_text(config) if config.ca_data is not None else None
-    ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cadata=cadata)
+    try:
+        ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cadata=cadata)
+    except ssl.SSLError:
+        raise ConfigError(
+            f"{config.source}: certificate-authority does not hold a valid PEM certificate"
+        ) from None
     if config.insecure_skip_tls_verify:
+        warn_insecure(config.source)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
-    if config.client_cert_data is not None and config.client_key_data is not None:
-        _load_client_certificate(
-            ctx, config.client_cert_data, config.client_key_data, config.source
-        )
+    if client_cert is None and config.client_cert_data is not None:
+        client_cert = (config.client_cert_data, config.client_key_data or b"")
+    if client_cert is not None:
+        _load_client_certificate(ctx, client_cert[0], client_cert[1], config.source)
     return ctx
+
+
+def build_proxy_ssl_context(config: ClusterConfig) -> ssl.SSLContext:
+    """The SSLContext for an ``https://`` proxy: the system CAs plus the cluster's own CA.
+
+    Like Go, ``insecure-skip-tls-verify`` applies to the proxy's certificate too.
+    """
+    ctx = ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH)
+    if config.ca_data is not None:
+        ctx.load_verify_locations(cadata=_pem_text(config))
+    if config.insecure_skip_tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def warn_insecure(source: str) -> None:
+    """Say loudly that certificate checks are off: a warning and a log line."""
+    message = (
+        f"{source}: insecure-skip-tls-verify is set: the API server's certificate is not "
+        "checked, so anyone on the path can read and change the traffic"
+    )
+    warnings.warn(message, stacklevel=4)
+    logger.warning("%s", message)
 
 
 def _pem_text(config: ClusterConfig) -> str:
@@ -143,6 +236,10 @@ def load_kubeconfig(
 ) -> ClusterConfig:
     """Resolve a kubeconfig into a :class:`ClusterConfig`.
 
+    Without ``path``, and when neither ``KUBECONFIG`` nor ``~/.kube/config`` names an existing
+    file, a process running in a pod (``KUBERNETES_SERVICE_HOST`` set) gets the in-cluster
+    configuration, as kubectl does.
+
     Args:
         path: one kubeconfig file; default ``KUBECONFIG`` (merged) or ``~/.kube/config``.
         context: the context to use instead of ``current-context``.
@@ -152,6 +249,9 @@ def load_kubeconfig(
         ConfigError: no usable file, or a missing or malformed entry (named with its file).
     """
     paths = kubeconfig_paths(path)
+    in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if path is None and in_pod and not any(os.path.exists(p) for p in paths):
+        return load_incluster_config(namespace=namespace)
     if not paths:
         raise ConfigError("KUBECONFIG names no existing file")
     merged = _Merged()
@@ -169,8 +269,9 @@ def load_kubeconfig(
     if ctx_entry is None:
         raise ConfigError(f"{ctx_file}: context {context!r} is not defined")
     ctx, ctx_file = ctx_entry
-    cluster_name = _required_str(ctx, "cluster", ctx_file, f"contexts[{context}].context")
-    user_name = ctx.get("user")
+    cwhere = f"contexts[{context}].context"
+    cluster_name = _required_str(ctx, "cluster", ctx_file, cwhere)
+    user_name = _optional_str(ctx, "user", ctx_file, cwhere)
     cluster_entry = merged.sections["clusters"].get(cluster_name)
     if cluster_entry is None:
         raise ConfigError(
@@ -181,7 +282,7 @@ def load_kubeconfig(
     user: Mapping[str, Any] = {}
     user_file = cluster_file
     if user_name:
-        user_entry = merged.sections["users"].get(str(user_name))
+        user_entry = merged.sections["users"].get(user_name)
         if user_entry is None:
             raise ConfigError(
                 f"{ctx_file}: user {user_name!r} (from context {context!r}) is not defined"
@@ -189,32 +290,183 @@ def load_kubeconfig(
         user, user_file = user_entry
     uwhere = f"users[{user_name}].user"
 
-    token = _optional_str(user, "token", user_file, uwhere)
+    token = _optional_str(user, "token", user_file, uwhere) or None
     token_file = _optional_str(user, "tokenFile", user_file, uwhere)
-    if token is None and token_file:
-        token = (
-            _read_file(_resolve(token_file, user_file), user_file, f"{uwhere}.tokenFile")
-            .decode()
-            .strip()
-        )
+    if token_file:
+        token_file = _resolve(token_file, user_file)
+        # Read now so that a bad path is a ConfigError at load time, as kubectl reports it.
+        _read_file(token_file, user_file, f"{uwhere}.tokenFile")
     cert = _data_or_file(user, "client-certificate", user_file, uwhere)
     key = _data_or_file(user, "client-key", user_file, uwhere)
-    if user.get("exec") is not None or user.get("auth-provider") is not None:
+    if (cert is None) != (key is None):
+        missing = "client-key" if key is None else "client-certificate"
+        raise ConfigError(f"{user_file}: {uwhere}.{missing}(-data) is missing")
+    username = _optional_str(user, "username", user_file, uwhere)
+    password = _optional_str(user, "password", user_file, uwhere)
+    if password is not None and username is None:
+        raise ConfigError(f"{user_file}: {uwhere}.password is set without username")
+    if user.get("auth-provider") is not None:
         raise ConfigError(
-            f"{user_file}: {uwhere} uses an exec or auth-provider plugin, which this version "
-            "of k8sstream does not run yet"
+            f"{user_file}: {uwhere}.auth-provider: auth-provider plugins were removed from "
+            "kubectl; use an exec credential plugin (e.g. kubelogin) instead"
+        )
+    exec_plugin = None
+    if user.get("exec") is not None:
+        extension = _exec_extension(cluster, cluster_file, where)
+        exec_plugin = _parse_exec(user["exec"], user_file, f"{uwhere}.exec", extension)
+    insecure = cluster.get("insecure-skip-tls-verify", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"{cluster_file}: {where}.insecure-skip-tls-verify must be true or false")
+    source = f"{cluster_file} (context {context!r})"
+    proxy_url = _optional_str(cluster, "proxy-url", cluster_file, where) or None
+    if proxy_url:
+        parse_proxy_url(proxy_url, f"{cluster_file}: {where}.proxy-url")
+    ca = _data_or_file(cluster, "certificate-authority", cluster_file, where)
+    if insecure and ca is not None:
+        raise ConfigError(
+            f"{cluster_file}: {where}.insecure-skip-tls-verify cannot be combined with "
+            "certificate-authority(-data)"
+        )
+    server = _required_str(cluster, "server", cluster_file, where)
+    if not server.startswith(("https://", "http://")):
+        raise ConfigError(f"{cluster_file}: {where}.server must start with https:// or http://")
+    if username is not None and (token or token_file):
+        raise ConfigError(
+            f"{user_file}: {uwhere}: username/password and token(File) cannot both be set"
         )
     return ClusterConfig(
-        server=_required_str(cluster, "server", cluster_file, where),
-        namespace=namespace or _optional_str(ctx, "namespace", ctx_file, "context") or "default",
+        server=server,
+        namespace=namespace or _optional_str(ctx, "namespace", ctx_file, cwhere) or "default",
         token=token,
-        ca_data=_data_or_file(cluster, "certificate-authority", cluster_file, where),
+        token_file=token_file,
+        username=username,
+        password=password,
+        exec_plugin=exec_plugin,
+        ca_data=ca,
         client_cert_data=cert,
         client_key_data=key,
-        insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify", False)),
-        tls_server_name=_optional_str(cluster, "tls-server-name", cluster_file, where),
-        proxy_url=_optional_str(cluster, "proxy-url", cluster_file, where),
-        source=f"{cluster_file} (context {context!r})",
+        insecure_skip_tls_verify=insecure,
+        tls_server_name=_optional_str(cluster, "tls-server-name", cluster_file, where) or None,
+        proxy_url=proxy_url,
+        source=source,
+    )
+
+
+def _exec_extension(cluster: Mapping[str, Any], source: str, where: str) -> Any:
+    extensions = cluster.get("extensions") or []
+    if not isinstance(extensions, list):
+        raise ConfigError(f"{source}: {where}.extensions must be a list")
+    for entry in extensions:
+        if isinstance(entry, dict) and entry.get("name") == "client.authentication.k8s.io/exec":
+            return entry.get("extension")
+    return None
+
+
+def _parse_exec(raw: Any, source: str, where: str, cluster_config: Any) -> ExecConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where} must be a mapping")
+    api_version = _required_str(raw, "apiVersion", source, where)
+    if api_version not in EXEC_API_VERSIONS:
+        raise ConfigError(
+            f"{source}: {where}.apiVersion {api_version!r} is not supported "
+            f"(use {' or '.join(EXEC_API_VERSIONS)})"
+        )
+    command = _required_str(raw, "command", source, where)
+    # client-go resolves a command that contains a path separator against the file's directory;
+    # a bare name is looked up on PATH.
+    if os.sep in command or "/" in command:
+        command = _resolve(command, source)
+    args = raw.get("args") or []
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ConfigError(f"{source}: {where}.args must be a list of strings")
+    env_raw = raw.get("env") or []
+    if not isinstance(env_raw, list):
+        raise ConfigError(f"{source}: {where}.env must be a list of name/value mappings")
+    env: List[Tuple[str, str]] = []
+    for i, item in enumerate(env_raw):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("name"), str)
+            or not isinstance(item.get("value"), str)
+        ):
+            raise ConfigError(f"{source}: {where}.env[{i}] must have a string name and value")
+        env.append((item["name"], item["value"]))
+    mode = _optional_str(raw, "interactiveMode", source, where)
+    if mode is None:
+        if api_version.endswith("/v1"):
+            raise ConfigError(
+                f"{source}: {where}.interactiveMode must be set for {api_version} "
+                f"(one of {', '.join(INTERACTIVE_MODES)})"
+            )
+        mode = "IfAvailable"
+    if mode not in INTERACTIVE_MODES:
+        raise ConfigError(
+            f"{source}: {where}.interactiveMode {mode!r} is not one of "
+            f"{', '.join(INTERACTIVE_MODES)}"
+        )
+    provide = raw.get("provideClusterInfo", False)
+    if not isinstance(provide, bool):
+        raise ConfigError(f"{source}: {where}.provideClusterInfo must be true or false")
+    return ExecConfig(
+        api_version=api_version,
+        command=command,
+        args=tuple(args),
+        env=tuple(env),
+        install_hint=_optional_str(raw, "installHint", source, where),
+        provide_cluster_info=provide,
+        interactive_mode=mode,
+        cluster_config=cluster_config,
+        where=f"{source}: {where}",
+    )
+
+
+def load_incluster_config(
+    namespace: Optional[str] = None,
+    service_account_dir: Optional[str] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> ClusterConfig:
+    """The configuration of a process running in a pod, as client-go's ``InClusterConfig``.
+
+    The server is ``https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT``; the token
+    file (re-read when the kubelet rotates it), CA and namespace come from the service-account
+    directory. ``POD_NAMESPACE`` overrides the namespace file, as in kubectl.
+
+    Raises:
+        ConfigError: not in a cluster (the variables are unset), or a file cannot be read.
+    """
+    env = os.environ if environ is None else environ
+    host = env.get("KUBERNETES_SERVICE_HOST", "")
+    port = env.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        raise ConfigError(
+            "in-cluster configuration: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT "
+            "must be set (is this process running in a pod?)"
+        )
+    if not port.isdigit():
+        raise ConfigError(
+            f"in-cluster configuration: KUBERNETES_SERVICE_PORT {port!r} is not a port"
+        )
+    if service_account_dir is None:
+        service_account_dir = SERVICE_ACCOUNT_DIR
+    token_file = os.path.join(service_account_dir, "token")
+    source = f"in-cluster configuration ({service_account_dir})"
+    _read_file(token_file, source, "the service-account token")
+    ca = _read_file(os.path.join(service_account_dir, "ca.crt"), source, "the cluster CA")
+    if namespace is None:
+        namespace = env.get("POD_NAMESPACE") or None
+    if namespace is None:
+        try:
+            with open(os.path.join(service_account_dir, "namespace"), encoding="utf-8") as f:
+                namespace = f.read().strip() or None
+        except OSError:
+            namespace = None
+    server_host = f"[{host}]" if ":" in host else host
+    return ClusterConfig(
+        server=f"https://{server_host}:{port}",
+        namespace=namespace or "default",
+        token_file=token_file,
+        ca_data=ca,
+        source=source,
     )
 
 

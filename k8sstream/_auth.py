@@ -1,0 +1,286 @@
+"""Credentials: static and file tokens, basic auth, and exec credential plugins.
+
+An :class:`Authenticator` gives the headers for the next request and, after a 401, says whether
+fresh credentials are worth one retry. Exec plugins follow client-go
+(``k8s.io/client-go/plugin/pkg/client/auth/exec``): the plugin's output is cached until its
+``expirationTimestamp`` and thrown away after a 401 that used it. Nothing here logs or repeats a
+credential, and the plugin's standard output (which holds them) never reaches an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+from .config import ClusterConfig, ExecConfig
+from .errors import ConfigError
+
+logger = logging.getLogger("k8sstream.auth")
+
+Headers = Dict[str, str]
+
+
+class Authenticator:
+    """No credentials (client certificates, if any, live in the SSLContext)."""
+
+    def headers(self) -> Headers:
+        """The headers for the next request; may run a credential plugin (blocking)."""
+        return {}
+
+    def client_certificate(self) -> Optional[Tuple[bytes, bytes]]:
+        """A (certificate, key) PEM pair supplied at run time (exec plugins), else ``None``."""
+        return None
+
+    def refresh_after_unauthorized(self, used: Headers) -> bool:
+        """After a 401 with ``used``: forget them; True if a retry may use different ones."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class StaticToken(Authenticator):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def headers(self) -> Headers:
+        return {"Authorization": f"Bearer {self._token}"}
+
+
+class BasicAuth(Authenticator):
+    def __init__(self, username: str, password: str) -> None:
+        pair = f"{username}:{password}".encode()
+        self._header = "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def headers(self) -> Headers:
+        return {"Authorization": self._header}
+
+
+class TokenFile(Authenticator):
+    """A token file, re-read whenever it changes (bound service-account tokens rotate).
+
+    The last successfully read token stays in use if a later read fails, as in client-go.
+    """
+
+    def __init__(self, path: str, fallback: Optional[str] = None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp: Optional[Tuple[int, int, int]] = None
+        self._token: Optional[str] = fallback
+
+    def _read(self, force: bool) -> Optional[str]:
+        with self._lock:
+            try:
+                st = os.stat(self._path)
+                stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+                if force or stamp != self._stamp:
+                    with open(self._path, "rb") as f:
+                        token = f.read().decode("utf-8", "replace").strip()
+                    if token:
+                        self._token = token
+                    self._stamp = stamp
+            except OSError as exc:
+                logger.warning("cannot re-read token file %s: %s", self._path, exc.strerror)
+            return self._token
+
+    def headers(self) -> Headers:
+        token = self._read(force=False)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def refresh_after_unauthorized(self, used: Headers) -> bool:
+        # A rotation within the file's mtime granularity is caught by the forced read.
+        token = self._read(force=True)
+        return bool(token) and used.get("Authorization") != f"Bearer {token}"
+
+
+@dataclass(frozen=True)
+class _Credential:
+    token: Optional[str] = field(repr=False)
+    cert: Optional[Tuple[bytes, bytes]] = field(repr=False)
+    expires: Optional[float]  # wall-clock seconds: the plugin's expiry is a calendar time
+
+
+class ExecPlugin(Authenticator):
+    """Runs an exec credential plugin and caches its credential until it expires.
+
+    Calls block while the plugin runs (with ``interactiveMode`` it may prompt on the
+    terminal); concurrent callers wait for the same run.
+    """
+
+    def __init__(self, plugin: ExecConfig, cluster: ClusterConfig) -> None:
+        self._plugin = plugin
+        self._cluster = cluster
+        self._lock = threading.Lock()
+        self._cached: Optional[_Credential] = None
+
+    def __repr__(self) -> str:
+        return f"ExecPlugin(command={self._plugin.command!r})"
+
+    def _credential(self) -> _Credential:
+        with self._lock:
+            cached = self._cached
+            # time.time(), not monotonic: expirationTimestamp is a point in calendar time.
+            if cached is None or (cached.expires is not None and time.time() >= cached.expires):
+                cached = self._cached = self._run()
+            return cached
+
+    def headers(self) -> Headers:
+        token = self._credential().token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def client_certificate(self) -> Optional[Tuple[bytes, bytes]]:
+        return self._credential().cert
+
+    def refresh_after_unauthorized(self, used: Headers) -> bool:
+        with self._lock:
+            cached = self._cached
+            if cached is None:
+                return True
+            if cached.token is not None and used.get("Authorization") != f"Bearer {cached.token}":
+                return True  # another thread already fetched newer credentials
+            self._cached = None
+        return True
+
+    def _exec_info(self, interactive: bool) -> Dict[str, Any]:
+        spec: Dict[str, Any] = {"interactive": interactive}
+        if self._plugin.provide_cluster_info:
+            cluster = self._cluster
+            info: Dict[str, Any] = {"server": cluster.server}
+            if cluster.tls_server_name:
+                info["tls-server-name"] = cluster.tls_server_name
+            if cluster.insecure_skip_tls_verify:
+                info["insecure-skip-tls-verify"] = True
+            if cluster.ca_data is not None:
+                info["certificate-authority-data"] = base64.b64encode(cluster.ca_data).decode()
+            if cluster.proxy_url:
+                info["proxy-url"] = cluster.proxy_url
+            if self._plugin.cluster_config is not None:
+                info["config"] = self._plugin.cluster_config
+            spec["cluster"] = info
+        return {"apiVersion": self._plugin.api_version, "kind": "ExecCredential", "spec": spec}
+
+    def _interactive(self) -> bool:
+        mode = self._plugin.interactive_mode
+        if mode == "Never":
+            return False
+        try:
+            tty = sys.stdin is not None and sys.stdin.isatty()
+        except (ValueError, OSError):
+            tty = False
+        if mode == "Always" and not tty:
+            raise ConfigError(
+                f"{self._plugin.where}: the credential plugin {self._plugin.command!r} needs "
+                "an interactive terminal (interactiveMode: Always), and standard input is not one"
+            )
+        return tty
+
+    def _run(self) -> _Credential:
+        plugin = self._plugin
+        interactive = self._interactive()
+        env = dict(os.environ)
+        env.update(plugin.env)
+        env["KUBERNETES_EXEC_INFO"] = json.dumps(self._exec_info(interactive))
+        logger.debug("running the credential plugin %s", plugin.command)
+        try:
+            # stderr goes to the user (prompts, errors), as kubectl does; stdout is the secret.
+            result = subprocess.run(
+                [plugin.command, *plugin.args],
+                env=env,
+                stdin=None if interactive else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        except FileNotFoundError:
+            hint = f"\n\n{plugin.install_hint.strip()}" if plugin.install_hint else ""
+            raise ConfigError(
+                f"{plugin.where}.command: executable {plugin.command!r} was not found{hint}"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"{plugin.where}.command: cannot run {plugin.command!r}: {exc.strerror or exc}"
+            ) from None
+        if result.returncode != 0:
+            raise ConfigError(
+                f"{plugin.where}: the credential plugin {plugin.command!r} failed with exit "
+                f"code {result.returncode}"
+            )
+        return self._parse(result.stdout)
+
+    def _parse(self, output: bytes) -> _Credential:
+        where = f"{self._plugin.where}: the output of {self._plugin.command!r}"
+        try:
+            doc = json.loads(output)
+        except ValueError:
+            raise ConfigError(f"{where} is not an ExecCredential JSON object") from None
+        if not isinstance(doc, dict) or doc.get("kind") != "ExecCredential":
+            raise ConfigError(f"{where} is not an ExecCredential (kind must be ExecCredential)")
+        if doc.get("apiVersion") != self._plugin.api_version:
+            raise ConfigError(
+                f"{where} has apiVersion {str(doc.get('apiVersion'))[:80]!r}, but the kubeconfig "
+                f"asks for {self._plugin.api_version!r}"
+            )
+        status = doc.get("status")
+        if not isinstance(status, dict):
+            raise ConfigError(f"{where} has no status")
+        token = status.get("token")
+        cert = status.get("clientCertificateData")
+        key = status.get("clientKeyData")
+        if token is not None and not isinstance(token, str):
+            raise ConfigError(f"{where}: status.token must be a string")
+        if (cert is None) != (key is None) or not all(
+            isinstance(v, str) for v in (cert, key) if v is not None
+        ):
+            raise ConfigError(
+                f"{where}: status.clientCertificateData and status.clientKeyData must both be "
+                "set, as PEM strings"
+            )
+        if not token and cert is None:
+            raise ConfigError(f"{where}: status has neither a token nor a client certificate")
+        expires = None
+        stamp = status.get("expirationTimestamp")
+        if stamp is not None:
+            expires = _parse_rfc3339(stamp, f"{where}: status.expirationTimestamp")
+        pair = (cert.encode(), key.encode()) if cert is not None and key is not None else None
+        return _Credential(token=token or None, cert=pair, expires=expires)
+
+
+def _parse_rfc3339(value: Any, where: str) -> float:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be an RFC 3339 time")
+    text = value.strip().replace("z", "Z")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    # Go writes up to nine fractional digits; Python's parser takes six at most.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = head + "." + rest[:digits][:6].ljust(6, "0") + rest[digits:]
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{where} is not an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise ConfigError(f"{where} has no time zone")
+    return parsed.timestamp()
+
+
+def make_authenticator(config: ClusterConfig) -> Authenticator:
+    """The authenticator for a config: static credentials win over an exec plugin (client-go)."""
+    if config.token_file:
+        return TokenFile(config.token_file, fallback=config.token)
+    if config.token:
+        return StaticToken(config.token)
+    if config.username is not None:
+        return BasicAuth(config.username, config.password or "")
+    if config.exec_plugin is not None:
+        return ExecPlugin(config.exec_plugin, config)
+    return Authenticator()
