@@ -145,7 +145,7 @@ class RemoteProcess:
         self._send_lock = threading.Lock()
         self._communication_started = False
         self._feeder: Optional[threading.Thread] = None
-        self._partial: Dict[int, List[bytes]] = {}
+        self._partial: Dict[int, io.BytesIO] = {}
         self._conn: Optional[WebSocketConnection] = None
 
         self.text_mode = bool(text or universal_newlines or encoding or errors)
@@ -427,7 +427,8 @@ class RemoteProcess:
         deadline = _deadline(timeout)
         if not self._communication_started:
             self._communication_started = True
-            self._partial = {ch: [] for ch in self._pipes}
+            # BytesIO, not a list to join: the join would copy every byte a second time.
+            self._partial = {ch: io.BytesIO() for ch in self._pipes}
             self._start_stdin(input)
         with self._condition:
             pending = [ch for ch in self._partial if ch in self._pipes]
@@ -438,7 +439,7 @@ class RemoteProcess:
                     if data == b"":
                         pending.remove(channel)
                     elif data is not None:
-                        self._partial[channel].append(data)
+                        self._partial[channel].write(data)
                         progress = True
                 if not pending:
                     break
@@ -502,8 +503,7 @@ class RemoteProcess:
     def _collected(self, channel: int) -> Any:
         if channel not in self._partial:
             return None
-        data = b"".join(self._partial[channel])
-        self._partial[channel] = [data] if data else []
+        data = self._partial[channel].getvalue()
         if not self.text_mode:
             return data
         text = data.decode(self._encoding or "utf-8", self._errors)
