@@ -50,6 +50,9 @@ class Faults:
         self._close_after_upgrade: List[_Armed] = []
         self._hold: List[_Armed] = []
         self._stall: List[_Armed] = []
+        self._reset_data: List[_Armed] = []
+        self._goaway: List[_Armed] = []
+        self._ignore_syn: List[_Armed] = []
 
     def refuse_next_upgrade(
         self,
@@ -76,10 +79,37 @@ class Faults:
         """Read the next request and never answer it (until the client leaves or stop())."""
         self._arm(self._stall, count, match)
 
+    # -- port-forward over the SPDY tunnel (Path C); ``count`` counts streams or sessions --
+
+    def reset_next_data_stream(self, *, count: int = 1, match: str = "") -> None:
+        """Answer the next ``count`` port-forward data streams with SYN_REPLY and then at once
+        RST_STREAM CANCEL (no connection to the pod port is made; the error stream gets FIN)."""
+        self._arm(self._reset_data, count, match)
+
+    def send_goaway(self, *, after_connections: int = 0, count: int = 1, match: str = "") -> None:
+        """In the next ``count`` tunnel sessions, once ``after_connections`` connections have
+        been paired (0: right after the 101), send GOAWAY (status OK), refuse later streams
+        with RST_STREAM REFUSED_STREAM, and close the WebSocket once the open ones end."""
+        if after_connections < 0:
+            raise ValueError("after_connections must not be negative")
+        self._arm(self._goaway, count, match, after_connections)
+
+    def ignore_next_syn_stream(self, *, count: int = 1, match: str = "") -> None:
+        """Never reply to the next ``count`` SYN_STREAM frames (and drop their data)."""
+        self._arm(self._ignore_syn, count, match)
+
     def clear(self) -> None:
         """Disarm every fault."""
         with self._lock:
-            for armed in (self._refuse, self._close_after_upgrade, self._hold, self._stall):
+            for armed in (
+                self._refuse,
+                self._close_after_upgrade,
+                self._hold,
+                self._stall,
+                self._reset_data,
+                self._goaway,
+                self._ignore_syn,
+            ):
                 armed.clear()
 
     def _arm(self, armed: List[_Armed], count: int, match: str, value: object = None) -> None:
@@ -113,3 +143,13 @@ class Faults:
 
     def take_stall(self, path: str) -> bool:
         return self._take(self._stall, path) is not None
+
+    def take_reset_data(self, path: str) -> bool:
+        return self._take(self._reset_data, path) is not None
+
+    def take_goaway(self, path: str) -> Optional[int]:
+        entry = self._take(self._goaway, path)
+        return int(entry.value) if entry is not None else None  # type: ignore[call-overload]
+
+    def take_ignore_syn(self, path: str) -> bool:
+        return self._take(self._ignore_syn, path) is not None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["DEFAULT_IMAGE", "Container", "Pod"]
 
@@ -56,7 +57,13 @@ class Pod:
         name, namespace, labels, annotations: the pod's metadata.
         containers: at least one :class:`Container`.
         phase: ``status.phase``; kubectl refuses exec/attach for ``Succeeded``/``Failed``.
-        node_name: ``spec.nodeName``; empty makes exec/attach fail like an unscheduled pod.
+        node_name: ``spec.nodeName``; empty makes exec/attach/port-forward fail like an
+            unscheduled pod.
+        ports: where port-forward connects, as ``{container port: port on 127.0.0.1}``. A
+            port not in the map is forwarded to the same port number on 127.0.0.1. The keys
+            appear in the first container's ``ports`` in the pod JSON (protocol TCP).
+        port_names: ``{name: container port}``, shown as the ``name`` of those ports in the
+            pod JSON so that kubectl can resolve named ports (``kubectl port-forward pod/p :http``).
     """
 
     name: str
@@ -66,6 +73,8 @@ class Pod:
     labels: Mapping[str, str] = field(default_factory=dict)
     phase: str = "Running"
     node_name: str = "k8sstream-node"
+    ports: Mapping[int, int] = field(default_factory=dict)
+    port_names: Mapping[str, int] = field(default_factory=dict)
 
     def container_names(self) -> List[str]:
         return [c.name for c in self.containers]
@@ -75,6 +84,31 @@ class Pod:
             if c.name == name:
                 return c
         return None
+
+    def forward_target(self, port: int) -> Tuple[str, int]:
+        """The local address that port-forward to container ``port`` connects to."""
+        return ("127.0.0.1", int(self.ports.get(port, port)))
+
+    def validate_ports(self) -> None:
+        """Raises ValueError for a port outside 1-65535 or a name for an unlisted port."""
+        for port, target in self.ports.items():
+            for value in (port, target):
+                if not isinstance(value, int) or not 0 < value <= 0xFFFF:
+                    raise ValueError(f"pod {self.name}: invalid port {value!r} in ports")
+        for name, port in self.port_names.items():
+            if not isinstance(port, int) or not 0 < port <= 0xFFFF:
+                raise ValueError(f"pod {self.name}: invalid port {port!r} for name {name!r}")
+
+    def container_ports(self) -> List[Dict[str, Any]]:
+        """``spec.containers[0].ports``: every mapped or named port, sorted."""
+        names = {port: name for name, port in self.port_names.items()}
+        result = []
+        for port in sorted(set(self.ports) | set(names)):
+            entry: Dict[str, Any] = {"containerPort": port, "protocol": "TCP"}
+            if port in names:
+                entry = {"name": names[port], **entry}
+            result.append(entry)
+        return result
 
 
 def rfc3339(timestamp: float) -> str:
@@ -100,6 +134,9 @@ class PodRecord:
     created: float = field(default_factory=time.time)
     resource_version: str = "1"
     states: Dict[str, ContainerState] = field(default_factory=dict)
+    #: The CRI sandbox id: what the runtime calls the pod in port-forward error text.
+    sandbox_id: str = field(default_factory=lambda: secrets.token_hex(32))
+    netns: str = field(default_factory=lambda: f"cni-{uuid.uuid4()}")
 
     def to_json(self) -> Dict[str, Any]:
         pod = self.pod
@@ -115,7 +152,7 @@ class PodRecord:
         if pod.annotations:
             metadata["annotations"] = dict(pod.annotations)
         containers = []
-        for c in pod.containers:
+        for index, c in enumerate(pod.containers):
             spec: Dict[str, Any] = {
                 "name": c.name,
                 "image": c.image,
@@ -132,6 +169,8 @@ class PodRecord:
                 spec["stdinOnce"] = True
             if c.tty:
                 spec["tty"] = True
+            if index == 0 and (pod.ports or pod.port_names):
+                spec["ports"] = pod.container_ports()
             containers.append(spec)
         statuses = [self._container_status(c) for c in pod.containers]
         all_ready = all(s["ready"] for s in statuses)

@@ -45,10 +45,20 @@ from .._channel import PROTOCOLS, V1, V1_BASE64, V4, V4_BASE64, V5, select_proto
 from .._status import http_error_body, internal_error_status
 from ._faults import Faults, RequestRecord
 from ._model import Container, ContainerState, Pod, PodRecord, match_label_selector
+from ._portforward import (
+    LEGACY_PROTOCOLS,
+    PORT_FORWARD_PROTOCOL,
+    TUNNEL_PREFIX,
+    TUNNEL_PROTOCOL,
+    LegacySession,
+    TunnelSession,
+    dial_local,
+    forward_error,
+)
 from ._remotecommand import MainProcess, Session, StreamOptions, run_attach, run_exec
 from ._runtime import ExecFailure, Process, container_env, spawn_thread
 from ._websocket import WebSocket, accept_key
-from ._wire import HttpError, Request, Wire, format_response, read_request
+from ._wire import HttpError, Request, Wire, format_response, read_request, reason_phrase
 
 __all__ = ["ApiServer"]
 
@@ -79,7 +89,7 @@ class _Upgraded(Exception):
 
 
 class ApiServer:
-    """A local kube-apiserver for exec and attach, backed by local processes.
+    """A local kube-apiserver for exec, attach and port-forward, backed by local processes.
 
     Args:
         ssl_context: a server-side :class:`ssl.SSLContext` for https; ``None`` for http.
@@ -99,6 +109,8 @@ class ApiServer:
             real server's copy buffers).
         git_version: the version reported by ``/version`` (``v1.31`` or later makes kubectl
             use WebSocket).
+        stream_creation_timeout: how long a port-forward stream waits for its partner
+            (the kubelet's 30 s) before the runtime gives up on the pair.
     """
 
     def __init__(
@@ -115,6 +127,7 @@ class ApiServer:
         max_message_size: int = 32 * 1024,
         git_version: str = GIT_VERSION,
         request_log_size: int = 1000,
+        stream_creation_timeout: float = 30.0,
     ) -> None:
         if client_ca is not None and ssl_context is None:
             raise ValueError("client_ca needs ssl_context: client certificates require TLS")
@@ -139,6 +152,7 @@ class ApiServer:
         self.max_message_size = max_message_size
         self.git_version = git_version
         self.with_demo_pod = with_demo_pod
+        self.stream_creation_timeout = stream_creation_timeout
         self.faults = Faults()
         self.requests: Deque[RequestRecord] = collections.deque(maxlen=request_log_size)
         self._id = next(_server_ids)
@@ -147,6 +161,7 @@ class ApiServer:
         self._mains: Dict[Tuple[str, str, str], MainProcess] = {}
         self._execs: Set[Process] = set()
         self._wires: Set[Wire] = set()
+        self._pf_sessions: Set[Union[TunnelSession, LegacySession]] = set()
         self._root_dir = root_dir
         self._owns_root = False
         self._listener: Optional[socket.socket] = None
@@ -210,6 +225,9 @@ class ApiServer:
             mains = list(self._mains.values())
             execs = list(self._execs)
             wires = list(self._wires)
+            pf_sessions = list(self._pf_sessions)
+        for session in pf_sessions:
+            session.abort()
         for process in execs:
             process.kill()
         for main in mains:
@@ -296,6 +314,7 @@ class ApiServer:
         names = pod.container_names()
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate container names in pod {pod.name}: {names}")
+        pod.validate_ports()
         key = (pod.namespace, pod.name)
         with self._lock:
             if key in self._pods:
@@ -818,6 +837,13 @@ class ApiServer:
         if "dryRun" in request.query:
             self._record(request)
             return self._respond_status(wire, request, 400, "BadRequest", "dryRun is not supported")
+        ports: List[int] = []
+        if subresource == "portforward":
+            try:
+                ports = _decode_ports(request.query.get("ports", []))
+            except ValueError as exc:
+                self._record(request)
+                return self._respond_status(wire, request, 400, "BadRequest", str(exc))
         with self._lock:
             record = self._pods.get((namespace, name))
         if record is None:
@@ -874,15 +900,8 @@ class ApiServer:
                 wire, request, 400, "BadRequest", "Upgrade request required"
             )
         if subresource == "portforward":
-            # Checked before the SPDY refusal too, so kubectl's fallback reports the real gap.
-            self._record(request)
-            return self._respond_status(
-                wire,
-                request,
-                400,
-                "BadRequest",
-                "the k8sstream emulator does not implement port-forward yet",
-                close=not is_websocket,
+            return self._handle_portforward(
+                wire, request, buffer, tag, record, ports, is_websocket=is_websocket
             )
         if not is_websocket:
             self._record(request)
@@ -1000,6 +1019,150 @@ class ApiServer:
             run_attach(session, main, container.stdin)
         raise _Upgraded()
 
+    # -- port-forward --
+
+    def _handle_portforward(
+        self,
+        wire: Wire,
+        request: Request,
+        buffer: bytearray,
+        tag: str,
+        record: PodRecord,
+        ports: List[int],
+        *,
+        is_websocket: bool,
+    ) -> bool:
+        if not is_websocket:
+            self._record(request)
+            # A real server would speak SPDY here; refusing it makes a client's fallback visible.
+            return self._respond_status(
+                wire,
+                request,
+                400,
+                "BadRequest",
+                f"the k8sstream emulator does not implement {request.header('Upgrade') or 'this'}"
+                " streaming; use WebSocket (kubectl 1.31+ does unless "
+                "KUBECTL_PORT_FORWARD_WEBSOCKETS=false)",
+                close=True,
+            )
+        offer = request.header("Sec-WebSocket-Protocol")
+        offered = [p.strip() for p in (offer or "").split(",") if p.strip()]
+        tunnel = [
+            p[len(TUNNEL_PREFIX) :]
+            for p in offered
+            if p.startswith(TUNNEL_PREFIX) and p.endswith(".k8s.io")
+        ]
+        pod = record.pod
+
+        def dial(port: int) -> socket.socket:
+            return dial_local(pod.forward_target(port))
+
+        def describe_error(port: int, exc: OSError) -> str:
+            return forward_error(record.sandbox_id, record.netns, port, exc)
+
+        session: Union[TunnelSession, LegacySession]
+        if tunnel:
+            # Path C: the API server upgrades to the runtime with SPDY first; the runtime's
+            # httpstream.Handshake speaks only portforward.k8s.io (PROTOCOL.md 10.1).
+            if PORT_FORWARD_PROTOCOL not in tunnel:
+                self._record(request)
+                message = (
+                    "unable to upgrade: unable to negotiate protocol: client supports "
+                    f"[{' '.join(tunnel)}], server accepts [{PORT_FORWARD_PROTOCOL}]"
+                )
+                return self._raw_and_close(
+                    wire,
+                    format_response(
+                        403,
+                        [
+                            ("Content-Type", _TEXT_TYPE),
+                            ("X-Accepted-Stream-Protocol-Versions", PORT_FORWARD_PROTOCOL),
+                            ("X-Content-Type-Options", "nosniff"),
+                        ],
+                        (message + "\n").encode(),
+                    ),
+                )
+            handshake_error = _gorilla_handshake_error(request)
+            if handshake_error is not None:
+                self._record(request)
+                return self._raw_and_close(wire, handshake_error)
+            selected = TUNNEL_PROTOCOL
+        else:
+            # Path B: the kubelet checks the ports before the runtime's x/net handshake.
+            kubelet_error = _kubelet_port_error(request, ports)
+            if kubelet_error is not None:
+                self._record(request)
+                return self._raw_and_close(
+                    wire, format_response(400, [("Content-Type", _TEXT_TYPE)], kubelet_error)
+                )
+            handshake_error = _xnet_handshake_error(request)
+            if handshake_error is not None:
+                self._record(request)
+                return self._raw_and_close(wire, handshake_error)
+            legacy = select_protocol(offer, list(LEGACY_PROTOCOLS))
+            if legacy is None:
+                self._record(request)
+                return self._raw_and_close(wire, b"HTTP/1.1 403 Forbidden\r\n\r\n")
+            selected = legacy
+        self._record(request, selected)
+        key = request.header("Sec-WebSocket-Key") or ""
+        wire.sendall(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\n"
+                "Upgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
+                f"Sec-WebSocket-Protocol: {selected}\r\n"
+                "\r\n"
+            ).encode("latin-1")
+        )
+        if self.faults.take_close_after_upgrade(request.path):
+            log.info("[%s] closing right after the 101 (fault)", tag)
+            wire.abort()
+            raise _Upgraded()
+        ws = WebSocket(wire, bytes(buffer))
+        buffer.clear()
+        if tunnel:
+            session = TunnelSession(
+                ws,
+                dial=dial,
+                describe_error=describe_error,
+                tag=tag,
+                path=request.path,
+                faults=self.faults,
+                stream_timeout=self.stream_creation_timeout,
+                max_message_size=self.max_message_size,
+            )
+        else:
+            session = LegacySession(
+                ws,
+                selected,
+                ports,
+                dial=dial,
+                describe_error=describe_error,
+                tag=tag,
+                max_message_size=self.max_message_size,
+            )
+        log.info(
+            "[%s] port-forward %s/%s via %r%s",
+            tag,
+            pod.namespace,
+            pod.name,
+            selected,
+            f" ports {ports}" if not tunnel else "",
+        )
+        with self._lock:
+            stopping = self._stopping.is_set()
+            self._pf_sessions.add(session)
+        try:
+            if stopping:
+                session.abort()
+            session.run()
+        finally:
+            with self._lock:
+                self._pf_sessions.discard(session)
+        raise _Upgraded()
+
     def _track_exec(self, process: Process) -> None:
         with self._lock:
             self._execs.add(process)
@@ -1018,6 +1181,62 @@ def _go_http_error(status: int, text: str) -> bytes:
         [("Content-Type", _TEXT_TYPE), ("X-Content-Type-Options", "nosniff")],
         text.encode(),
     )
+
+
+def _decode_ports(values: List[str]) -> List[int]:
+    """The API server's ``ports`` decoding (``Convert_Slice_string_To_Slice_int32``).
+
+    Raises:
+        ValueError: with the text of the 400 Status.
+    """
+    ports = []
+    for value in values:
+        for item in value.split(","):
+            if not item.isdigit() or not item.isascii():
+                raise ValueError(
+                    f'cannot convert to []int32: strconv.ParseUint: parsing "{item}": '
+                    "invalid syntax"
+                )
+            if int(item) > 0xFFFF:
+                raise ValueError(
+                    f'cannot convert to []int32: strconv.ParseUint: parsing "{item}": '
+                    "value out of range"
+                )
+            ports.append(int(item))
+    return ports
+
+
+def _kubelet_port_error(request: Request, ports: List[int]) -> Optional[bytes]:
+    """The kubelet's ``NewV4Options`` checks of the ``port`` list it is handed."""
+    if not ports:
+        return b'query parameter "port" is required'
+    if any(p < 1 for p in ports):
+        joined = ",".join(str(p) for p in ports)
+        return f'port "{joined}" must be > 0'.encode()
+    return None
+
+
+def _gorilla_handshake_error(request: Request) -> Optional[bytes]:
+    """gorilla/websocket ``Upgrader.Upgrade`` refusals, as the API server's tunnel answers."""
+
+    def error(status: int) -> bytes:
+        return format_response(
+            status,
+            [
+                ("Content-Type", _TEXT_TYPE),
+                ("Sec-Websocket-Version", "13"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+            (reason_phrase(status) + "\n").encode(),
+        )
+
+    if request.method != "GET":
+        return error(405)
+    if request.header("Sec-WebSocket-Version") != "13":
+        return error(400)
+    if not request.header("Sec-WebSocket-Key"):
+        return error(400)
+    return None
 
 
 def _xnet_handshake_error(request: Request) -> Optional[bytes]:

@@ -15,7 +15,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import Dict, List, Optional, Sequence, Tuple, cast
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = ["HttpError", "Request", "Wire", "read_request"]
@@ -64,7 +64,7 @@ class Wire:
 
     # -- writing (any thread) --
 
-    def sendall(self, data: bytes) -> None:
+    def sendall(self, data: Union[bytes, memoryview]) -> None:
         """Send all of ``data`` as one uninterrupted unit. Raises OSError if the peer is gone."""
         with self._write_lock:
             if not self.tls:
