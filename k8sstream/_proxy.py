@@ -292,7 +292,7 @@ def _connect_tunnel(sock: socket.socket, host: str, port: int, proxy: ProxySetti
     code = int(fields[1]) if len(fields) >= 2 and fields[1].isdigit() else 0
     if 200 <= code < 300:
         return
-    if code == 407:
+    if code in (401, 407):  # some proxies (tinyproxy) answer a CONNECT with 401
         hint = (
             "the credentials in the proxy URL were rejected"
             if proxy.username is not None

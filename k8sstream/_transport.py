@@ -130,6 +130,7 @@ def open_connection(
 
 def tls_error(exc: BaseException, target: str, server_name: Optional[str]) -> TLSError:
     """A TLSError that says what did not match: the CA, the name, or the client certificate."""
+    server_name = server_name or urlsplit(target).hostname
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = exc.verify_code
         detail = exc.verify_message or str(exc)
@@ -149,6 +150,13 @@ def tls_error(exc: BaseException, target: str, server_name: Optional[str]) -> TL
                 f"TLS verification of {target} failed: the server certificate has expired"
             )
         return TLSError(f"TLS verification of {target} failed: {detail}")
+    if isinstance(exc, ssl.SSLEOFError):
+        # With TLS 1.3 the server checks the client certificate after our side has finished
+        # the handshake; a refusal without an alert then shows up as this EOF.
+        return TLSError(
+            f"TLS handshake with {target} failed: the server closed the connection (it may have "
+            "rejected the client certificate, or it does not speak TLS)"
+        )
     if isinstance(exc, ssl.SSLError):
         reason = (exc.reason or "").upper()
         if "CERTIFICATE_REQUIRED" in reason or "BAD_CERTIFICATE" in reason:
