@@ -509,11 +509,9 @@ def _read_file(path: str, source: str, key: str) -> bytes:
 
 def _resolve(path: str, source: str) -> str:
     path = os.path.expanduser(path)
-    return (
-        path
-        if os.path.isabs(path)
-        else os.path.join(os.path.dirname(os.path.abspath(source)), path)
-    )
+    if os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(source)), path))
 
 
 def _required_str(obj: Mapping[str, Any], key: str, source: str, where: str) -> str:
