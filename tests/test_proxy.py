@@ -8,10 +8,12 @@ a test is skipped, saying why, only when the binary is not installed (``.ci/run`
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional
@@ -521,3 +523,134 @@ def _b64(data: bytes) -> str:
     import base64
 
     return base64.b64encode(data).decode()
+
+
+# --- SOCKS5 (python-socks is optional; the server is a small scripted one) ------------------
+
+
+class Socks5Server:
+    """A minimal RFC 1928/1929 SOCKS5 server on loopback that relays CONNECTs and logs them."""
+
+    def __init__(self, credentials: Optional[tuple] = None) -> None:
+        self.credentials = credentials
+        self.seen: List[tuple] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.listener.settimeout(0.05)  # close() does not wake a blocked accept()
+        self.stopping = threading.Event()
+        self.threads: List[threading.Thread] = []
+        self.thread = threading.Thread(target=self._accept, name="socks-test", daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            t = threading.Thread(target=self._serve, args=(conn,), name="socks-test-conn")
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, conn: socket.socket) -> None:
+        upstream: Optional[socket.socket] = None
+        try:
+            head = _recv_exact(conn, 2)
+            methods = _recv_exact(conn, head[1])
+            want = 2 if self.credentials else 0
+            if want not in methods:
+                conn.sendall(b"\x05\xff")
+                return
+            conn.sendall(bytes([5, want]))
+            if want == 2:
+                _recv_exact(conn, 1)
+                user = _recv_exact(conn, _recv_exact(conn, 1)[0]).decode()
+                password = _recv_exact(conn, _recv_exact(conn, 1)[0]).decode()
+                ok = (user, password) == self.credentials
+                conn.sendall(b"\x01\x00" if ok else b"\x01\x01")
+                if not ok:
+                    return
+            _ver, _cmd, _rsv, atyp = _recv_exact(conn, 4)
+            if atyp == 1:
+                host = socket.inet_ntop(socket.AF_INET, _recv_exact(conn, 4))
+            elif atyp == 4:
+                host = socket.inet_ntop(socket.AF_INET6, _recv_exact(conn, 16))
+            else:
+                host = _recv_exact(conn, _recv_exact(conn, 1)[0]).decode()
+            port = int.from_bytes(_recv_exact(conn, 2), "big")
+            self.seen.append((host, port))
+            upstream = socket.create_connection((host, port), timeout=5)
+            conn.sendall(b"\x05\x00\x00\x01" + bytes(4) + bytes(2))
+            _pump(conn, upstream)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            if upstream is not None:
+                upstream.close()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.listener.close()
+        for t in self.threads:
+            t.join(5)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionResetError("short read")
+        data += chunk
+    return data
+
+
+def _pump(a: socket.socket, b: socket.socket) -> None:
+    a.settimeout(None)
+    b.settimeout(None)
+    with selectors.DefaultSelector() as sel:
+        sel.register(a, selectors.EVENT_READ, b)
+        sel.register(b, selectors.EVENT_READ, a)
+        while True:
+            for key, _ in sel.select(10):
+                data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                if not data:
+                    return
+                key.data.sendall(data)
+
+
+@pytest.fixture
+def socks5() -> Iterator[Callable[..., Socks5Server]]:
+    pytest.importorskip("python_socks", reason="python-socks (optional) is not installed")
+    servers: List[Socks5Server] = []
+
+    def start(credentials: Optional[tuple] = None) -> Socks5Server:
+        server = Socks5Server(credentials)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+def test_exec_through_a_socks5_proxy(tls_server, ca, socks5, tmp_path, scheme):
+    proxy = socks5(("sock", "pw-1"))
+    url = f"{scheme}://sock:pw-1@127.0.0.1:{proxy.port}"
+    path = kubeconfig_for(tmp_path, tls_server, ca, **{"proxy-url": url})
+    with Client.from_kubeconfig(path) as client:
+        exec_with_stdin(client)
+    assert proxy.seen.count(("127.0.0.1", tls_server.port)) >= 2
+
+    wrong = kubeconfig_for(
+        tmp_path, tls_server, ca, **{"proxy-url": f"{scheme}://sock:nope@127.0.0.1:{proxy.port}"}
+    )
+    with Client.from_kubeconfig(wrong) as client, pytest.raises(ProxyError) as info:
+        client.run(["true"], pod="demo")
+    assert "nope" not in str(info.value)
