@@ -70,6 +70,7 @@ class Pipe:
         """The consumer has gone: drop what is buffered and everything fed from now on."""
         with self._cond:
             self._discarding = True
+            self._eof = True  # a reader still waiting (a copier thread) sees the end
             self._chunks.clear()
             self._size = 0
             self._cond.notify_all()

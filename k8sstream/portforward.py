@@ -270,6 +270,7 @@ class ForwardedSocket:
         self._closed = False
         self._io_refs = 0
         self._bridge: Optional[socket.socket] = None
+        self._bridge_peer: Optional[socket.socket] = None
         self._bridge_threads: List[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -393,7 +394,7 @@ class ForwardedSocket:
                 mine, theirs = socket.socketpair()
                 mine.settimeout(self._timeout)
                 theirs.setblocking(True)
-                self._bridge = mine
+                self._bridge, self._bridge_peer = mine, theirs
                 self._bridge_threads = [
                     threading.Thread(
                         target=self._bridge_in, args=(theirs,), name="k8sstream-pf-in", daemon=True
@@ -452,10 +453,12 @@ class ForwardedSocket:
         with self._lock:
             bridge, self._bridge = self._bridge, None
         if bridge is not None:
-            bridge.close()
-        self._channel.close()
+            bridge.close()  # the copier reading from the pair sees EOF
+        self._channel.close()  # the copier reading from the pod sees EOF
         for thread in self._bridge_threads:
             thread.join(5)
+        if self._bridge_peer is not None:
+            self._bridge_peer.close()
         if self._owned_tunnel is not None:
             self._owned_tunnel.close()
 
