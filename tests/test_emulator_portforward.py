@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import ssl
 import struct
 import time
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -252,9 +253,13 @@ class Tunnel:
     """A SPDY client over a raw WebSocket, collecting every frame the server sends."""
 
     def __init__(
-        self, server: ApiServer, protocols: Sequence[str] = (TUNNEL,), query: str = ""
+        self,
+        server: ApiServer,
+        protocols: Sequence[str] = (TUNNEL,),
+        query: str = "",
+        sslopt: Optional[dict] = None,
     ) -> None:
-        self.ws = connect(server, PF + query, protocols)
+        self.ws = connect(server, PF + query, protocols, sslopt=sslopt)
         self.codec = FrameCodec()
         self.frames: List[Frame] = []
         self.message_sizes: List[int] = []
@@ -524,6 +529,27 @@ def test_several_sessions_at_once(server: ApiServer) -> None:
             assert t.stream_data(3) == (b"session %d" % n, "fin")
     finally:
         for t in tunnels:
+            t.close()
+
+
+def test_tunnel_over_tls_with_concurrent_pumps(echo: EchoServer) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with ApiServer(server_ctx, with_demo_pod=False) as api:
+        api.add_pod(Pod("demo", ports={80: echo.port}))
+        t = Tunnel(api, sslopt={"context": client_ctx})
+        try:
+            ids = [t.connection(request_id=str(n))[1] for n in range(4)]
+            payload = bytes(range(256)) * 512
+            for sid in ids:
+                t.send(DataFrame(sid, payload), DataFrame(sid, b"", fin=True))
+            for sid in ids:
+                assert t.stream_data(sid) == (payload, "fin")
+        finally:
             t.close()
 
 
