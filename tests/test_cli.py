@@ -138,3 +138,59 @@ def test_interactive_tty_resize_ctrl_c_and_terminal_restored(env, verb):
             proc.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_port_forward_command(emulator, env):
+    import signal
+    import socket
+
+    from k8sstream.testing import EchoServer, Pod
+
+    with EchoServer() as echo:
+        emulator.add_pod(Pod(name="web", ports={7: echo.port}))
+        proc = subprocess.Popen(
+            [*CLI, "port-forward", "--address", "127.0.0.1", "web", ":7"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            line = proc.stdout.readline().decode()
+            assert line.startswith("Forwarding from 127.0.0.1:") and line.endswith(" -> 7\n"), line
+            port = int(line.split(":")[1].split()[0])
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"through the cli")
+                sock.shutdown(socket.SHUT_WR)
+                assert _recv_all(sock) == b"through the cli"
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+def _recv_all(sock) -> bytes:
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_demo_runs_the_main_job():
+    result = subprocess.run([*CLI, "demo"], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    for expected in (
+        "exit 3",
+        "match",
+        "v5.channel.k8s.io",
+        "half-closed",
+        "identical",
+        "demo finished",
+    ):
+        assert expected in out
