@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import logging
+import select
 import socket
 import threading
 import time
@@ -272,6 +273,8 @@ class ForwardedSocket:
         self._bridge: Optional[socket.socket] = None
         self._bridge_peer: Optional[socket.socket] = None
         self._bridge_threads: List[threading.Thread] = []
+        self._bridge_running = 0
+        self._detached = False
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -406,9 +409,31 @@ class ForwardedSocket:
                         daemon=True,
                     ),
                 ]
+                self._bridge_running = len(self._bridge_threads)
                 for thread in self._bridge_threads:
                     thread.start()
             return self._bridge.fileno()
+
+    def getsockopt(self, *args: Any) -> Any:
+        """Answered by the local socket pair (this creates it): ``ssl`` asks for ``SO_TYPE``."""
+        self.fileno()
+        assert self._bridge is not None
+        return self._bridge.getsockopt(*args)
+
+    def detach(self) -> int:
+        """Hand the bridged descriptor to the caller, as :meth:`socket.socket.detach` does.
+
+        This is what :meth:`ssl.SSLContext.wrap_socket` calls, so TLS can run over a pod port.
+        The copier threads keep the descriptor connected to the pod until it is closed.
+        """
+        self.fileno()
+        with self._lock:
+            assert self._bridge is not None
+            fd = self._bridge.detach()
+            self._bridge = None
+            self._detached = True
+            self._closed = True
+        return fd
 
     def _bridge_in(self, theirs: socket.socket) -> None:
         try:
@@ -423,6 +448,7 @@ class ForwardedSocket:
                 theirs.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+        self._bridge_thread_done()
 
     def _bridge_out(self, theirs: socket.socket) -> None:
         try:
@@ -430,10 +456,30 @@ class ForwardedSocket:
                 data = theirs.recv(_SEND_CHUNK)
                 if not data:
                     self._channel.shutdown_write()
-                    return
+                    break
                 self._channel.send(data)
         except (OSError, K8sStreamError):
-            return
+            pass
+        self._wait_for_hangup(theirs)
+        self._bridge_thread_done()
+
+    def _wait_for_hangup(self, theirs: socket.socket) -> None:
+        # A detached descriptor has no close() of ours: when its owner closes it (not just
+        # shuts down writing), stop waiting for the pod's side too.
+        poller = select.poll()
+        poller.register(theirs, select.POLLHUP)
+        while self._detached and self._bridge_running > 1:
+            if any(event & select.POLLHUP for _, event in poller.poll(500)):
+                self._channel.pipe.discard()
+                return
+
+    def _bridge_thread_done(self) -> None:
+        # After detach() nobody will call close(): the last copier to finish cleans up.
+        with self._lock:
+            self._bridge_running -= 1
+            last = self._bridge_running == 0 and self._detached
+        if last:
+            self._release(join=False)
 
     # --- closing ---
 
@@ -450,13 +496,19 @@ class ForwardedSocket:
             self._really_close()
 
     def _really_close(self) -> None:
+        if self._detached:
+            return  # the copier threads release everything when the descriptor closes
+        self._release(join=True)
+
+    def _release(self, join: bool) -> None:
         with self._lock:
             bridge, self._bridge = self._bridge, None
         if bridge is not None:
             bridge.close()  # the copier reading from the pair sees EOF
         self._channel.close()  # the copier reading from the pod sees EOF
-        for thread in self._bridge_threads:
-            thread.join(5)
+        if join:
+            for thread in self._bridge_threads:
+                thread.join(5)
         if self._bridge_peer is not None:
             self._bridge_peer.close()
         if self._owned_tunnel is not None:

@@ -197,3 +197,54 @@ def test_pod_not_running(client, emulator):
     emulator.add_pod(Pod(name="pending", phase="Pending"))
     with pytest.raises(k8sstream.PodStateError, match="pod is not running"):
         k8sstream.port_forward("pending", 80, client=client)
+
+
+def test_tls_over_a_forwarded_socket(client, emulator):
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("db.internal")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(tls.recv(100).upper())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        emulator.add_pod(Pod(name="db", ports={443: listener.getsockname()[1]}))
+        client_ctx = ssl.create_default_context()
+        ca.configure_trust(client_ctx)
+        raw = k8sstream.port_forward("db", 443, client=client, timeout=10)
+        with client_ctx.wrap_socket(raw, server_hostname="db.internal") as tls:
+            tls.sendall(b"hello over tls")
+            assert tls.recv(100) == b"HELLO OVER TLS"
+    finally:
+        thread.join(10)
+        listener.close()
+
+
+def test_auto_falls_back_to_the_legacy_protocol(client, echo, emulator):
+    emulator.faults.refuse_next_upgrade(400, "tunnel not supported here", match="portforward")
+    with k8sstream.port_forward("web", 7, client=client) as sock:
+        sock.sendall(b"fallback")
+        assert _recv_exactly(sock, 8) == b"fallback"
+    selected = [r.subprotocol for r in emulator.requests if r.path.endswith("/portforward")]
+    assert selected[-1] == "v4.channel.k8s.io"
+    emulator.faults.refuse_next_upgrade(400, "tunnel not supported here", match="portforward")
+    with pytest.raises(k8sstream.ApiError):
+        k8sstream.port_forward("web", 7, client=client, protocol="tunnel")
+
+
+def test_forwarder_several_ports(client, echo):
+    with PortForwarder("web", [":7", "0:7"], client=client, address=["127.0.0.1"]) as fwd:
+        assert [remote for _, remote in fwd.ports] == [7, 7]
+        for local, _ in fwd.ports:
+            with socket.create_connection(("127.0.0.1", local), timeout=10) as s:
+                s.sendall(b"x")
+                assert s.recv(1) == b"x"
