@@ -16,13 +16,14 @@ behind stops the WebSocket's reader, which on a tunnel pauses every connection s
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import select
 import socket
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from . import _channel
 from ._pipe import Pipe
@@ -437,29 +438,15 @@ class ForwardedSocket:
 
     def _bridge_in(self, theirs: socket.socket) -> None:
         try:
-            while True:
-                data = self._channel.pipe.read(_SEND_CHUNK)
-                if not data:
-                    theirs.shutdown(socket.SHUT_WR)
-                    return
-                theirs.sendall(data)
+            _pump(self._channel.pipe.read, theirs.sendall, lambda: theirs.shutdown(socket.SHUT_WR))
         except (OSError, K8sStreamError):
-            try:
+            with contextlib.suppress(OSError):
                 theirs.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
         self._bridge_thread_done()
 
     def _bridge_out(self, theirs: socket.socket) -> None:
-        try:
-            while True:
-                data = theirs.recv(_SEND_CHUNK)
-                if not data:
-                    self._channel.shutdown_write()
-                    break
-                self._channel.send(data)
-        except (OSError, K8sStreamError):
-            pass
+        with contextlib.suppress(OSError, K8sStreamError):
+            _pump(theirs.recv, self._channel.send, self._channel.shutdown_write)
         self._wait_for_hangup(theirs)
         self._bridge_thread_done()
 
@@ -522,6 +509,20 @@ class ForwardedSocket:
 
     def getpeername(self) -> Tuple[str, int]:
         return (self.pod, self.port)
+
+
+def _pump(
+    read: Callable[[int], Optional[bytes]],
+    write: Callable[[bytes], Any],
+    close_write: Callable[[], Any],
+) -> None:
+    """Copy until end of stream, then half-close the destination; errors propagate."""
+    while True:
+        data = read(_SEND_CHUNK)
+        if not data:
+            close_write()
+            return
+        write(data)
 
 
 def _open_tunnel_or_none(client: Any, namespace: str, pod: str, protocol: str) -> Optional[_Tunnel]:
@@ -723,25 +724,13 @@ class PortForwarder:
             self._spawn(self._copy_in, local, remote_sock, name="in")
 
     def _copy_out(self, local: socket.socket, remote: ForwardedSocket) -> None:
-        try:
-            while True:
-                data = local.recv(_SEND_CHUNK)
-                if not data:
-                    remote.shutdown(socket.SHUT_WR)
-                    break
-                remote.sendall(data)
-        except (OSError, K8sStreamError):
-            pass
+        with contextlib.suppress(OSError, K8sStreamError):
+            _pump(local.recv, remote.sendall, lambda: remote.shutdown(socket.SHUT_WR))
         self._finish(local, remote)
 
     def _copy_in(self, local: socket.socket, remote: ForwardedSocket) -> None:
         try:
-            while True:
-                data = remote.recv(_SEND_CHUNK)
-                if not data:
-                    local.shutdown(socket.SHUT_WR)
-                    break
-                local.sendall(data)
+            _pump(remote.recv, local.sendall, lambda: local.shutdown(socket.SHUT_WR))
         except PortForwardError as exc:
             logger.warning("an error occurred forwarding -> %s:%d: %s", self.pod, remote.port, exc)
             self._abort_pair(local)
