@@ -63,24 +63,39 @@ def _run_session(args: argparse.Namespace, attach: bool) -> int:
     from .process import RemoteProcess
 
     client = _client(args)
+    pod = _pod_name(args.pod)
+    if not args.quiet and not args.container:
+        _explain_default_container(client, pod)
+    container, spec = client.resolve_container(pod, client.namespace, args.container, attach=attach)
     tty = bool(args.tty)
-    if tty and not (args.stdin and sys.stdin.isatty()):
+    if attach:
+        # kubectl attach follows the container: a TTY only if it was started with one, and
+        # always if it was (its stream would be unreadable otherwise).
+        if tty and not spec.get("tty"):
+            if not args.quiet:
+                print(
+                    f"error: Unable to use a TTY - container {container} did not allocate one",
+                    file=sys.stderr,
+                )
+            tty = False
+        elif spec.get("tty"):
+            tty = True
+    local_terminal = tty and args.stdin and sys.stdin.isatty()
+    if tty and not local_terminal and not attach:
         if not args.quiet:
             print(_TTY_WARNING, file=sys.stderr)
         tty = False
     kwargs: dict = dict(
-        pod=_pod_name(args.pod),
-        container=args.container,
+        pod=pod,
+        container=container,
         client=client,
         stdin=sys.stdin if args.stdin else None,
         stdout=sys.stdout,
         stderr=sys.stderr,
         tty=tty,
     )
-    if tty:
+    if local_terminal:
         kwargs["terminal_size"] = _terminal_size()
-    if not args.quiet and not args.container:
-        _explain_default_container(client, kwargs["pod"])
     if attach:
         if not args.quiet:
             print("If you don't see a command prompt, try pressing enter.", file=sys.stderr)
@@ -88,7 +103,7 @@ def _run_session(args: argparse.Namespace, attach: bool) -> int:
     else:
         proc = RemoteProcess(args.command, **kwargs)
     try:
-        if tty:
+        if local_terminal:
             previous = signal.signal(signal.SIGWINCH, lambda *_: _resize(proc))
             try:
                 with _raw_terminal(sys.stdin.fileno()):

@@ -194,3 +194,58 @@ def test_demo_runs_the_main_job():
         "demo finished",
     ):
         assert expected in out
+
+
+def _spawn_on_pty(args, env, rows=24, cols=80):
+    master, slave = os.openpty()
+    _set_size(slave, rows, cols)
+
+    def make_controlling_tty() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=make_controlling_tty,
+    )
+    return proc, master, slave
+
+
+def test_attach_it_to_a_tty_container(emulator, env):
+    from k8sstream.testing import Container, Pod
+
+    emulator.add_pod(
+        Pod(name="shell", containers=[Container("sh", command=["sh"], tty=True, stdin=True)])
+    )
+    proc, master, slave = _spawn_on_pty(["attach", "-it", "shell"], dict(env, TERM="dumb"), 33, 101)
+    before = termios.tcgetattr(slave)
+    try:
+        _read_until(master, b"try pressing enter")
+        os.write(master, b"stty size\r")
+        assert b"33 101" in _read_until(master, b"33 101")
+        os.write(master, b"exit\r")
+        assert proc.wait(15) == 0
+        assert termios.tcgetattr(slave) == before
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+
+
+def test_cp_shows_progress_on_a_terminal(env, tmp_path):
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(4 * 1024 * 1024))
+    proc, master, slave = _spawn_on_pty(["cp", str(src), "demo:big.bin"], env)
+    try:
+        assert proc.wait(30) == 0
+        output = _read_until(master, b"\n")
+        assert b"MiB/s" in output and b"4.0 MiB" in output
+    finally:
+        os.close(master)
+        os.close(slave)
