@@ -8,13 +8,21 @@ from a pod is treated as hostile (see :mod:`k8sstream._tarstream`).
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
+import shlex
 import tarfile
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from ._tarstream import ExtractionPlan, UnsafeArchiveError
-from .errors import CalledProcessError, RemoteCommandError
+from .errors import (
+    CalledProcessError,
+    ConnectError,
+    K8sStreamError,
+    RemoteCommandError,
+    StreamClosedError,
+)
 from .process import DEVNULL, PIPE, RemoteProcess
 
 __all__ = ["UnsafeArchiveError", "copy_from_pod", "copy_to_pod"]
@@ -24,6 +32,10 @@ Progress = Callable[[int], None]
 _TAR_BLOCK = 126 * 512
 _CHUNK = 64 * 1024
 _STDERR_LIMIT = 64 * 1024
+# Only a lost connection is worth another exec; a refusal or a failed tar would fail again.
+_RETRYABLE = (StreamClosedError, ConnectError)
+
+logger = logging.getLogger(__name__)
 
 
 class _StderrTail:
@@ -75,6 +87,111 @@ def _remote_error(exc: RemoteCommandError) -> RemoteCommandError:
     if "executable file not found" in exc.message or "not found" in exc.message.lower():
         return RemoteCommandError(f"cp needs 'tar' in the container: {exc.message}", exc.status)
     return exc
+
+
+def _resumable_command(src: str, offset: int) -> List[str]:
+    """kubectl's ``tar cf - SRC | tail -c+OFFSET``, but exiting with tar's status.
+
+    A plain pipeline exits with tail's status, so a tar that fails (no such file) would look
+    like a complete, empty copy. The exit code of the first command of a pipeline is only
+    reachable in POSIX sh through an extra descriptor: tar's ``$?`` goes to fd 3 (captured),
+    while tail writes to fd 4, the real stdout.
+    """
+    script = (
+        "exec 4>&1; "
+        f"status=$( {{ {{ tar cf - {shlex.quote(src)} 4>&-; echo $? >&3; }}"
+        f" | tail -c +{offset} >&4 4>&-; }} 3>&1 ); "
+        'exit "${status:-1}"'
+    )
+    return ["sh", "-c", script]
+
+
+class _TarReader:
+    """The remote ``tar cf -`` output as one file object, resumed across lost connections.
+
+    With ``retries`` (negative: unlimited, as kubectl's ``--retries``) every exec runs through
+    :func:`_resumable_command`, and when the connection is lost before the exit status
+    arrives, the stream is started again after the bytes already returned, so the reader
+    (``tarfile`` in stream mode) sees one continuous archive. This relies, as kubectl does, on
+    the remote tar writing the same bytes again: a tree that changes meanwhile gives a
+    corrupt archive, which the tar reader then refuses.
+    """
+
+    def __init__(
+        self,
+        start: Callable[[List[str]], RemoteProcess],
+        src: str,
+        retries: int,
+        progress: Optional[Progress],
+    ) -> None:
+        self._start = start
+        self._src = src
+        self._retries = retries
+        self._progress = progress
+        self.attempts = 0
+        self.count = 0
+        self.command = self._command()
+        self.proc = self._exec()
+
+    def _command(self) -> List[str]:
+        if self._retries == 0:
+            return ["tar", "cf", "-", self._src]
+        return _resumable_command(self._src, self.count + 1)
+
+    def _exec(self) -> RemoteProcess:
+        while True:
+            try:
+                return self._start(self.command)
+            except _RETRYABLE as exc:
+                self._use_retry(exc)
+
+    def _use_retry(self, exc: BaseException) -> None:
+        if 0 <= self._retries <= self.attempts:
+            if self._retries:
+                logger.warning("cp: giving up after %d retries: %s", self.attempts, exc)
+            raise exc
+        self.attempts += 1
+        logger.warning(
+            "cp: resuming copy at %d bytes, retry %d/%s: %s",
+            self.count,
+            self.attempts,
+            self._retries if self._retries > 0 else "unlimited",
+            exc,
+        )
+        self.command = self._command()
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            data: bytes = self.proc.stdout.read(size)
+            if data:
+                self.count += len(data)
+                if self._progress is not None:
+                    self._progress(self.count)
+                return data
+            try:
+                self.proc.wait()
+            except _RETRYABLE as exc:
+                _dispose(self.proc)
+                self._use_retry(exc)
+                self.proc = self._exec()
+                continue
+            except K8sStreamError:
+                pass  # not a lost connection: the status check after reading reports it
+            return b""
+
+    def close(self) -> None:
+        _dispose(self.proc)
+
+
+def _dispose(proc: RemoteProcess) -> None:
+    """Release a remote process whose outcome no longer matters."""
+    proc.kill()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    try:
+        proc.wait()
+    except K8sStreamError:
+        pass
 
 
 def copy_to_pod(
@@ -153,6 +270,7 @@ def copy_from_pod(
     client: Any = None,
     preserve: bool = True,
     progress: Optional[Progress] = None,
+    retries: int = 0,
 ) -> None:
     """Copy a file or directory out of a container, like ``kubectl cp POD:SRC DEST``.
 
@@ -163,48 +281,79 @@ def copy_from_pod(
     :class:`UnsafeArchiveError` before anything is written for them; symlinks, hard links
     and device files are skipped; setuid/setgid bits are dropped.
 
+    With ``retries`` (kubectl's ``--retries``; negative means unlimited) a lost connection
+    does not end the copy: the remote command is run again as
+    ``sh -c 'tar cf - SRC | tail -c +OFFSET'`` and the stream continues where it stopped,
+    so the container then also needs ``sh`` and ``tail``. ``progress`` is called with the
+    number of archive bytes received so far (it never goes back on a resume).
+
+    Blocks until the copy is complete. A file being written is left partial when the copy
+    fails.
+
     Raises:
         CalledProcessError: the remote tar failed (for example, no such file).
         UnsafeArchiveError: the archive tried to escape ``dest``.
         RemoteCommandError: the container has no ``tar``.
+        StreamClosedError: the connection was lost (after ``retries`` more attempts).
     """
-    command = ["tar", "cf", "-", src]
     plan = ExtractionPlan(src.lstrip("/"))
     dest = os.path.abspath(dest)
     errors = _StderrTail()
-    common = dict(pod=pod, namespace=namespace, container=container, client=client)
-    proc = RemoteProcess(command, stdout=PIPE, stderr=errors, **common)
-    with proc:
-        try:
-            reader: Any = _CountingReader(proc.stdout, progress)
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as archive:
-                for member in archive:
-                    planned = plan.plan(member)
-                    if planned is None:
-                        continue
-                    target = _local_target(dest, planned.path, planned.kind, src)
-                    if planned.kind == "dir":
-                        os.makedirs(target, exist_ok=True)
-                        if preserve:
-                            os.chmod(target, planned.mode | 0o700)
-                        continue
-                    if planned.kind == "symlink":
-                        os.symlink(planned.link_target or "", target)
-                        continue
-                    _write_file(archive, member, target, planned.mode if preserve else 0o644)
+
+    def start(command: List[str]) -> RemoteProcess:
+        return RemoteProcess(
+            command,
+            pod=pod,
+            namespace=namespace,
+            container=container,
+            client=client,
+            stdout=PIPE,
+            stderr=errors,
+        )
+
+    reader = _TarReader(start, src, retries, progress)
+    source: Any = reader
+    try:
+        with tarfile.open(fileobj=source, mode="r|", bufsize=_CHUNK) as archive:
+            for member in archive:
+                planned = plan.plan(member)
+                if planned is None:
+                    continue
+                target = _local_target(dest, planned.path, planned.kind, src)
+                if planned.kind == "dir":
+                    os.makedirs(target, exist_ok=True)
                     if preserve:
-                        os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
-                # Drain the end-of-archive blocks so the remote tar can finish writing.
-                while reader.read(_CHUNK):
-                    pass
-        except tarfile.ReadError as exc:
-            proc.kill()
-            _raise_for_status(proc, command, errors)
-            raise UnsafeArchiveError(f"the container sent an invalid tar stream: {exc}") from None
-        except BaseException:
-            proc.kill()
-            raise
-        _raise_for_status(proc, command, errors)
+                        os.chmod(target, planned.mode | 0o700)
+                    continue
+                if planned.kind == "symlink":
+                    os.symlink(planned.link_target or "", target)
+                    continue
+                _write_file(archive, member, target, planned.mode if preserve else 0o644)
+                if preserve:
+                    os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+            # Drain the end-of-archive blocks so the remote tar can finish writing.
+            while reader.read(_CHUNK):
+                pass
+    except tarfile.ReadError as exc:
+        try:
+            # A tar that failed (no such file) sends a short or empty stream: report its status.
+            # One still running is sending garbage; the -SIGKILL of killing it says nothing.
+            finished = reader.proc.poll() is not None
+        except K8sStreamError:
+            finished = True
+        try:
+            if finished:
+                _raise_for_status(reader.proc, reader.command, errors)
+        finally:
+            reader.close()
+        raise UnsafeArchiveError(f"the container sent an invalid tar stream: {exc}") from None
+    except BaseException:
+        reader.close()
+        raise
+    try:
+        _raise_for_status(reader.proc, reader.command, errors)
+    finally:
+        reader.close()
 
 
 def _raise_for_status(proc: RemoteProcess, command: list, errors: _StderrTail) -> None:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import filecmp
 import io
 import os
+import random
+import shlex
+import socket
 import stat
 import tarfile
+import threading
+from typing import Any, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -211,3 +216,196 @@ def test_local_symlink_in_destination_is_not_followed(client, evil_pod, tmp_path
     with pytest.raises(UnsafeArchiveError):
         copy_from_pod("evil", "src", str(dest), client=client)
     assert not (outside / "escaped").exists()
+
+
+# --- resuming like kubectl cp --retries: a proxy that cuts exec connections mid-stream ---
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the emulator that drops exec connections after N bytes.
+
+    ``cuts[i]`` is how many bytes of the server's answer (handshake included) the i-th exec
+    connection gets before both sockets are closed without a WebSocket close frame; exec
+    connections beyond the list, and all other requests, pass untouched.
+    """
+
+    def __init__(self, upstream: Tuple[str, int], cuts: Sequence[int]) -> None:
+        self.upstream = upstream
+        self.cuts = list(cuts)
+        self.exec_connections = 0
+        self.cut_connections = 0
+        self._lock = threading.Lock()
+        self._sockets: List[socket.socket] = []
+        self._threads: List[threading.Thread] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name="cut-proxy", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            with self._lock:
+                self._sockets += [downstream, upstream]
+            self._spawn(self._serve, downstream, upstream)
+
+    def _serve(self, downstream: socket.socket, upstream: socket.socket) -> None:
+        try:
+            first = downstream.recv(65536)
+        except OSError:
+            first = b""
+        limit = None
+        if b"/exec?" in first.split(b"\r\n", 1)[0]:
+            with self._lock:
+                index = self.exec_connections
+                self.exec_connections += 1
+            if index < len(self.cuts):
+                limit = self.cuts[index]
+        try:
+            upstream.sendall(first)
+        except OSError:
+            pass
+        self._spawn(self._pipe, downstream, upstream, None)
+        self._pipe(upstream, downstream, limit)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, limit: Optional[int]) -> None:
+        sent = 0
+        try:
+            while limit is None or sent < limit:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if limit is not None:
+                    data = data[: limit - sent]
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        if limit is not None and sent >= limit:
+            with self._lock:
+                self.cut_connections += 1
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() alone does not
+        except OSError:
+            pass
+        self.listener.close()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in self._threads:
+            thread.join(5)
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture
+def cut_proxy(emulator, tmp_path):
+    """Makes a CuttingProxy and a Client that goes through it."""
+    made: List[Tuple[CuttingProxy, k8sstream.Client]] = []
+    host, port = emulator.url.split("://", 1)[1].rsplit(":", 1)
+
+    def make(cuts: Sequence[int]) -> Tuple[CuttingProxy, k8sstream.Client]:
+        proxy = CuttingProxy((host, int(port)), cuts)
+        path = emulator.write_kubeconfig(tmp_path / f"kubeconfig-proxy-{len(made)}")
+        with open(path) as f:
+            text = f.read().replace(emulator.url, f"http://127.0.0.1:{proxy.port}")
+        with open(path, "w") as f:
+            f.write(text)
+        made.append((proxy, k8sstream.Client.from_kubeconfig(path)))
+        return made[-1]
+
+    yield make
+    for proxy, proxied in made:
+        proxied.close()
+        proxy.close()
+
+
+@pytest.fixture
+def big_tree(emulator):
+    """A 3 MiB remote tree (several files, so cuts land inside and between members)."""
+    root = os.path.join(emulator.container_dir("default", "demo", "main"), "big tree 'q'")
+    os.makedirs(os.path.join(root, "sub"))
+    rng = random.Random(5)
+    for i, size in enumerate([1_000_000, 0, 700_000, 1_300_000, 513]):
+        with open(os.path.join(root, "sub" if i % 2 else "", f"f{i}.bin"), "wb") as f:
+            f.write(rng.randbytes(size) if hasattr(rng, "randbytes") else os.urandom(size))
+    return root
+
+
+def test_retries_resume_a_download_cut_mid_stream(cut_proxy, big_tree, tmp_path):
+    proxy, proxied = cut_proxy([400_000, 1_100_000, 5_000, 700_000])
+    seen: List[int] = []
+    dest = tmp_path / "back"
+    copy_from_pod(
+        "demo", "big tree 'q'", str(dest), client=proxied, retries=5, progress=seen.append
+    )
+    _same_tree(big_tree, dest)
+    assert proxy.cut_connections == 4
+    assert proxy.exec_connections == 5
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert seen[-1] >= 3_000_000
+
+
+def test_unlimited_retries(cut_proxy, big_tree, tmp_path):
+    proxy, proxied = cut_proxy([300_000] * 8)
+    copy_from_pod("demo", "big tree 'q'", str(tmp_path / "back"), client=proxied, retries=-1)
+    _same_tree(big_tree, tmp_path / "back")
+    assert proxy.cut_connections == 8
+    assert proxy.exec_connections == 9
+
+
+def test_retries_used_up_raise_the_last_error(cut_proxy, big_tree, tmp_path):
+    proxy, proxied = cut_proxy([500_000, 600_000, 700_000])
+    with pytest.raises(k8sstream.StreamClosedError):
+        copy_from_pod("demo", "big tree 'q'", str(tmp_path / "back"), client=proxied, retries=2)
+    assert proxy.exec_connections == 3
+
+
+def test_without_retries_a_cut_is_an_error(cut_proxy, big_tree, tmp_path):
+    proxy, proxied = cut_proxy([500_000])
+    with pytest.raises(k8sstream.StreamClosedError):
+        copy_from_pod("demo", "big tree 'q'", str(tmp_path / "back"), client=proxied)
+    assert proxy.exec_connections == 1
+
+
+def test_retries_after_a_connection_closed_right_after_the_upgrade(
+    emulator, client, big_tree, tmp_path
+):
+    emulator.faults.close_after_upgrade(count=2, match="/exec")
+    copy_from_pod("demo", "big tree 'q'", str(tmp_path / "back"), client=client, retries=2)
+    _same_tree(big_tree, tmp_path / "back")
+
+
+def test_retries_keep_the_remote_tar_status(client, tmp_path):
+    with pytest.raises(k8sstream.CalledProcessError) as info:
+        copy_from_pod("demo", "does-not-exist", str(tmp_path / "x"), client=client, retries=3)
+    assert "does-not-exist" in info.value.stderr
+    assert info.value.returncode != 0
+
+
+def test_resume_command_quotes_the_path():
+    from k8sstream.cp import _resumable_command
+
+    argv = _resumable_command("a b/'$(touch x)'", 42)
+    assert argv[:2] == ["sh", "-c"]
+    assert "tail -c +42" in argv[2]
+    assert shlex.quote("a b/'$(touch x)'") in argv[2]
