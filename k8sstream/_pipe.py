@@ -66,6 +66,12 @@ class Pipe:
                 self._eof = True
             self._cond.notify_all()
 
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The error given to :meth:`fail`, if any (readers see it after the data)."""
+        with self._cond:
+            return self._error
+
     def discard(self) -> None:
         """The consumer has gone: drop what is buffered and everything fed from now on."""
         with self._cond:

@@ -536,6 +536,14 @@ class WebSocketConnection:
                 if frame.mask_value:
                     raise RemoteProtocolError("the server sent a masked frame")
                 opcode = frame.opcode
+                if opcode >= websocket.ABNF.OPCODE_CLOSE and (
+                    not frame.fin or len(frame.data) > 125
+                ):
+                    # RFC 6455 5.5; websocket-client checks it only for close and unfinished pings,
+                    # and would otherwise echo a peer's oversized ping back as our pong.
+                    raise RemoteProtocolError(
+                        "the server sent a fragmented or oversized (>125 bytes) control frame"
+                    )
                 if opcode in (
                     websocket.ABNF.OPCODE_TEXT,
                     websocket.ABNF.OPCODE_BINARY,

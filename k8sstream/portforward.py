@@ -322,7 +322,14 @@ class ForwardedSocket:
         if self._bridge is not None:
             return self._bridge.send(data, flags)
         chunk = bytes(memoryview(data)[:_SEND_CHUNK])
-        self._channel.send(chunk)
+        try:
+            self._channel.send(chunk)
+        except StreamClosedError:
+            # A refused pod port is reported just before the server closes: a send that lost
+            # the race must still raise the refusal (ConnectionRefusedError), as recv does.
+            if isinstance(self._channel.pipe.error, PortForwardError):
+                raise self._channel.pipe.error from None
+            raise
         return len(chunk)
 
     def sendall(self, data: Any, flags: int = 0) -> None:

@@ -314,7 +314,13 @@ class RemoteProcess:
 
     def _on_close(self, code: Optional[int], reason: str, error: Optional[BaseException]) -> None:
         try:
-            if error is None or self._rc.exit_status is not None:
+            if self._rc.exit_status is not None:
+                # The status is final: what goes wrong after it (a reset, or the server breaking
+                # the protocol, which leaves _rc in ERROR) cannot change the command's result.
+                self._exit = self._rc.exit_status
+                if error is not None:
+                    logger.debug("[%s] error after the exit status: %s", self.pod, error)
+            elif error is None:
                 self._exit = self._rc.connection_lost(code, reason)
             else:
                 self._error = error
