@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import io
+import json
 import os
 import random
 import shlex
 import socket
 import stat
+import subprocess
+import sys
 import tarfile
 import threading
 from typing import Any, List, Optional, Sequence, Tuple
@@ -409,3 +413,165 @@ def test_resume_command_quotes_the_path():
     assert argv[:2] == ["sh", "-c"]
     assert "tail -c +42" in argv[2]
     assert shlex.quote("a b/'$(touch x)'") in argv[2]
+
+
+# --- big files with bounded memory, measured in a child process ---
+
+_MEASURE_CHILD = """
+import json, sys
+import k8sstream
+from k8sstream.cp import copy_from_pod, copy_to_pod
+
+def hwm_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+
+kubeconfig, src, remote, back = sys.argv[1:5]
+with k8sstream.Client.from_kubeconfig(kubeconfig) as client:
+    k8sstream.call(["true"], pod="demo", client=client)  # imports and first connection done
+    idle = hwm_kib()
+    copy_to_pod(src, "demo", remote, client=client)
+    after_upload = hwm_kib()
+    copy_from_pod("demo", remote, back, client=client)
+print(json.dumps({"idle": idle, "after_upload": after_upload, "peak": hwm_kib()}))
+"""
+
+MiB = 1024 * 1024
+RSS_LIMIT_MIB = 64
+
+
+def _write_random_ish(path, size: int) -> None:
+    """Incompressible enough (no two MiB alike) without holding more than 1 MiB."""
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        for i in range(size // MiB):
+            f.write(i.to_bytes(8, "little") + block[8:])
+        f.write(block[: size % MiB])
+
+
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(MiB), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize(
+    "size_mib",
+    [
+        256,
+        pytest.param(
+            1024,
+            marks=pytest.mark.skipif(
+                os.environ.get("K8SSTREAM_SLOW") != "1", reason="1 GiB copy: set K8SSTREAM_SLOW=1"
+            ),
+        ),
+    ],
+)
+def test_big_file_both_ways_with_bounded_memory(emulator, tmp_path, size_mib):
+    src = tmp_path / "big.bin"
+    _write_random_ish(src, size_mib * MiB + 12345)  # not a multiple of the tar block
+    back = tmp_path / "back.bin"
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE_CHILD, kubeconfig, str(src), "big.bin", str(back)],
+        capture_output=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    kib = json.loads(done.stdout)
+    figures = (
+        f"VmHWM idle {kib['idle'] / 1024:.1f} MiB, after upload {kib['after_upload'] / 1024:.1f}"
+        f" MiB, after download {kib['peak'] / 1024:.1f} MiB"
+        f" (over idle {(kib['peak'] - kib['idle']) / 1024:.1f} MiB, limit {RSS_LIMIT_MIB} MiB)"
+    )
+    assert kib["peak"] - kib["idle"] < RSS_LIMIT_MIB * 1024, figures
+    remote = os.path.join(emulator.container_dir("default", "demo", "main"), "big.bin")
+    expected = _sha256(src)
+    assert os.path.getsize(remote) == os.path.getsize(src) == os.path.getsize(back)
+    assert _sha256(remote) == expected, "upload corrupted the data"
+    assert _sha256(back) == expected, "download corrupted the data"
+    os.unlink(remote)
+
+
+# --- names, empty directories, many files, progress, missing source ---
+
+
+def test_unicode_spaces_and_empty_directories(client, emulator, tmp_path):
+    root = tmp_path / "ünï cödé tree"
+    (root / "empty dir").mkdir(parents=True)
+    (root / "nested" / "empty too").mkdir(parents=True)
+    (root / "日本語 ファイル.txt").write_text("テスト")
+    (root / " leading and trailing ").write_bytes(b"x")
+    (root / 'quote\'s "and" $dollar;`tick`').write_bytes(b"\x00\xff" * 100)
+    copy_to_pod(str(root), "demo", "pod tree ✓", client=client)
+    remote = os.path.join(emulator.container_dir("default", "demo", "main"), "pod tree ✓")
+    _same_tree(root, remote)
+    assert os.path.isdir(os.path.join(remote, "empty dir"))
+    back = tmp_path / "back ✓"
+    copy_from_pod("demo", "pod tree ✓", str(back), client=client)
+    _same_tree(root, back)
+    assert os.path.isdir(back / "empty dir")
+    assert os.path.isdir(back / "nested" / "empty too")
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        2_000,
+        pytest.param(
+            10_000,
+            marks=pytest.mark.skipif(
+                os.environ.get("K8SSTREAM_SLOW") != "1",
+                reason="10,000 files (file creation on this disk is ~0.5 ms each, three times "
+                "over): set K8SSTREAM_SLOW=1",
+            ),
+        ),
+    ],
+)
+def test_many_small_files_round_trip(client, tmp_path, count):
+    root = tmp_path / "many"
+    for d in range(count // 100):
+        sub = root / f"d{d:03}"
+        sub.mkdir(parents=True)
+        for i in range(100):
+            (sub / f"f{i:03}").write_bytes(b"%d/%d\n" % (d, i) * (i % 7))
+    copy_to_pod(str(root), "demo", "many", client=client)
+    back = tmp_path / "back"
+    copy_from_pod("demo", "many", str(back), client=client)
+    assert sum(len(files) for _, _, files in os.walk(back)) == count
+    _same_tree(root, back)
+
+
+def test_progress_is_monotonic_and_counts_every_byte(client, emulator, tree, tmp_path):
+    sent: List[int] = []
+    copy_to_pod(str(tree), "demo", "progress", client=client, progress=sent.append)
+    # What went up is exactly the archive tarfile wrote: pax headers, data, padding, end blocks.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        archive.add(str(tree), arcname="progress")
+    assert sent == sorted(sent) and len(set(sent)) == len(sent)
+    assert sent[-1] == len(buffer.getvalue())
+    assert sent[-1] % 10240 == 0  # whole tar records
+    received: List[int] = []
+    copy_from_pod(
+        "demo", "progress", str(tmp_path / "back"), client=client, progress=received.append
+    )
+    remote = os.path.join(emulator.container_dir("default", "demo", "main"), "progress")
+    with_tar = subprocess.run(
+        ["tar", "cf", "-", "progress"], cwd=os.path.dirname(remote), capture_output=True, timeout=30
+    )
+    assert received == sorted(received) and len(set(received)) == len(received)
+    assert received[-1] == len(with_tar.stdout)
+
+
+def test_missing_remote_source_reports_tar_stderr(client, tmp_path):
+    with pytest.raises(k8sstream.CalledProcessError) as info:
+        copy_from_pod("demo", "no such dir/file", str(tmp_path / "x"), client=client)
+    assert info.value.returncode == 2
+    assert "no such dir/file" in info.value.stderr
+    assert "No such file" in info.value.stderr
+    assert not (tmp_path / "x").exists()
