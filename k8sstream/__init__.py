@@ -30,6 +30,7 @@ from .errors import (
     TimeoutExpired,
     TLSError,
 )
+from .fanout import FanOut, PodResult, Summary, run_many
 from .portforward import ForwardedSocket, PortForwarder, create_connection, port_forward
 from .process import (
     DEVNULL,
@@ -44,6 +45,7 @@ from .process import (
     check_output,
     run,
 )
+from .targets import resolve_target
 
 __version__ = "0.1.0"
 
@@ -60,9 +62,11 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ExitStatus",
+    "FanOut",
     "ForwardedSocket",
     "K8sStreamError",
     "LocalProtocolError",
+    "PodResult",
     "PodStateError",
     "Popen",
     "PortForwardError",
@@ -74,6 +78,7 @@ __all__ = [
     "RemoteProtocolError",
     "StreamClosedError",
     "StreamTimeout",
+    "Summary",
     "TLSError",
     "TimeoutExpired",
     "UnsafeArchiveError",
@@ -87,7 +92,9 @@ __all__ = [
     "create_connection",
     "load_kubeconfig",
     "port_forward",
+    "resolve_target",
     "run",
+    "run_many",
 ]
 
 logging.getLogger("k8sstream").addHandler(logging.NullHandler())

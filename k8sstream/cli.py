@@ -1,5 +1,6 @@
 """The ``k8sstream`` command: ``exec``, ``attach``, ``port-forward`` and ``cp`` with kubectl's
-flags and meanings, and ``demo``.
+flags and meanings (targets as ``pod``, ``pod/x``, ``deploy/x``, ``sts/x``, ``svc/x`` ...),
+``run-many`` (one command in every pod matching a selector) and ``demo``.
 
 Exit status: for ``exec``, the remote command's exit code; otherwise 0, or 1 with one
 ``error: ...`` line on stderr (never a traceback).
@@ -33,11 +34,16 @@ def _client(args: argparse.Namespace) -> Any:
     return Client.from_kubeconfig(args.kubeconfig, context=args.context, namespace=args.namespace)
 
 
-def _pod_name(target: str) -> str:
-    kind, _, name = target.rpartition("/")
-    if kind and kind not in ("pod", "pods", "po"):
-        raise _Exit(1, f"error: only pods are supported as targets, not {kind!r}")
-    return name
+def _pod_name(target: str, client: Any) -> str:
+    """The pod for ``pod``, ``pod/x``, ``deploy/x``, ``svc/x`` ... as kubectl picks it; closes
+    the client if that fails."""
+    from .targets import resolve_target
+
+    try:
+        return resolve_target(target, client=client)
+    except BaseException:
+        client.close()
+        raise
 
 
 @contextlib.contextmanager
@@ -63,7 +69,7 @@ def _run_session(args: argparse.Namespace, attach: bool) -> int:
     from .process import RemoteProcess
 
     client = _client(args)
-    pod = _pod_name(args.pod)
+    pod = _pod_name(args.pod, client)
     if not args.quiet and not args.container:
         _explain_default_container(client, pod)
     container, spec = client.resolve_container(pod, client.namespace, args.container, attach=attach)
@@ -225,7 +231,9 @@ def _port_forward(args: argparse.Namespace) -> int:
     addresses = [
         a for name in addresses for a in (["127.0.0.1", "::1"] if name == "localhost" else [name])
     ]
-    forwarder = PortForwarder(_pod_name(args.pod), args.ports, address=addresses, client=client)
+    forwarder = PortForwarder(
+        _pod_name(args.pod, client), args.ports, address=addresses, client=client
+    )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -245,6 +253,49 @@ def _port_forward(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         forwarder.stop()
+        client.close()
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    from .fanout import run_many
+
+    if (args.selector is None) == (args.pods is None):
+        raise _Exit(1, "error: run-many needs exactly one of -l/--selector and --pods")
+    data = sys.stdin.buffer.read() if args.stdin else None
+    client = _client(args)
+    try:
+        pods = [p for p in args.pods.split(",") if p] if args.pods is not None else None
+        run = run_many(
+            args.command,
+            selector=args.selector,
+            pods=pods,
+            container=args.container,
+            input=data,
+            timeout=args.timeout,
+            max_workers=args.max_workers,
+            client=client,
+        )
+        with run:
+            out, err = sys.stdout.buffer, sys.stderr.buffer
+            for result in run:
+                prefix = f"[{result.pod}] ".encode()
+                for stream, data_out in ((out, result.stdout), (err, result.stderr)):
+                    for line in (data_out or b"").splitlines(keepends=True):
+                        stream.write(prefix + line + (b"" if line.endswith(b"\n") else b"\n"))
+                if result.error is not None:
+                    err.write(prefix + f"error: {result.error}\n".encode())
+                elif result.returncode and not args.quiet:
+                    err.write(prefix + f"exit status {result.returncode}\n".encode())
+                out.flush()
+                err.flush()
+        summary = run.summary
+        assert summary is not None
+        if summary.total == 0:
+            raise _Exit(1, "error: no pods matched")
+        if not args.quiet:
+            print(summary, file=sys.stderr)
+        return 0 if summary.ok else 1
+    finally:
         client.close()
 
 
@@ -295,6 +346,17 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("src")
     cp.add_argument("dest")
 
+    rm = sub.add_parser(
+        "run-many", parents=[common], help="run one command in every pod matching a selector"
+    )
+    rm.add_argument("-l", "--selector", help="label selector, e.g. app=web ('' for all pods)")
+    rm.add_argument("--pods", help="comma-separated pod names instead of a selector")
+    rm.add_argument("-c", "--container")
+    rm.add_argument("-i", "--stdin", action="store_true", help="send stdin to every pod")
+    rm.add_argument("--max-workers", type=int, default=10, help="pods at once (default 10)")
+    rm.add_argument("--timeout", type=float, help="seconds per pod")
+    rm.add_argument("command", nargs="*", help="the command, after --")
+
     sub.add_parser("demo", help="run remote commands against the embedded API-server emulator")
     return parser
 
@@ -308,7 +370,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         split = argv.index("--")
         argv, command = argv[:split], argv[split + 1 :]
     args = parser.parse_args(argv)
-    if command and args.verb != "exec":
+    if command and args.verb not in ("exec", "run-many"):
         parser.error(f"{args.verb} takes no command after --")
     try:
         if args.verb == "exec":
@@ -325,6 +387,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _port_forward(args)
         if args.verb == "cp":
             return _cp(args)
+        if args.verb == "run-many":
+            args.command = command or list(args.command)
+            if not args.command:
+                raise _Exit(1, "error: you must specify a command after --")
+            return _run_many(args)
         return _demo(args)
     except _Exit as exc:
         if str(exc):

@@ -21,8 +21,17 @@ working directory under ``root_dir``, and absolute paths in commands are host pa
 from __future__ import annotations
 
 from ._faults import Faults, RequestRecord
-from ._model import Container, Pod
+from ._model import Container, Pod, Workload
 from ._server import ApiServer
 from ._services import EchoServer, SinkServer
 
-__all__ = ["ApiServer", "Container", "EchoServer", "Faults", "Pod", "RequestRecord", "SinkServer"]
+__all__ = [
+    "ApiServer",
+    "Container",
+    "EchoServer",
+    "Faults",
+    "Pod",
+    "RequestRecord",
+    "SinkServer",
+    "Workload",
+]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["DEFAULT_IMAGE", "Container", "Pod"]
+__all__ = ["DEFAULT_IMAGE", "WORKLOAD_KINDS", "Container", "Pod", "Workload"]
 
 DEFAULT_IMAGE = "k8sstream/emulator:latest"
 
@@ -253,17 +254,47 @@ class PodRecord:
         return result
 
 
+def _split_requirements(selector: str) -> List[str]:
+    """Split on the commas that separate requirements, not those inside ``in (a,b)``."""
+    parts: List[str] = []
+    depth = 0
+    current = ""
+    for ch in selector:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p.strip() for p in parts if p.strip()]
+
+
+_SET_REQUIREMENT = re.compile(r"^([^\s!=()]+)\s+(in|notin)\s*\(([^()]*)\)$")
+
+
 def match_label_selector(selector: str, labels: Mapping[str, str]) -> bool:
-    """Equality-based selectors (``a=b``, ``a==b``, ``a!=b``) and existence (``a``, ``!a``).
+    """Label selectors as the API server parses them: equality (``a=b``, ``a==b``, ``a!=b``),
+    sets (``a in (x,y)``, ``a notin (x,y)``) and existence (``a``, ``!a``).
 
     Raises:
-        ValueError: a requirement this emulator does not understand.
+        ValueError: a requirement that does not parse.
     """
-    for raw in selector.split(","):
-        req = raw.strip()
-        if not req:
-            continue
-        if "!=" in req:
+    for req in _split_requirements(selector):
+        match = _SET_REQUIREMENT.match(req)
+        if match is not None:
+            key, op, raw_values = match.groups()
+            values = {v.strip() for v in raw_values.split(",") if v.strip()}
+            if op == "in" and labels.get(key) not in values:
+                return False
+            if op == "notin" and key in labels and labels[key] in values:
+                return False
+        elif "(" in req or ")" in req:
+            raise ValueError(f"unable to parse requirement: {req!r}")
+        elif "!=" in req:
             key, value = (s.strip() for s in req.split("!=", 1))
             if labels.get(key) == value:
                 return False
@@ -274,8 +305,105 @@ def match_label_selector(selector: str, labels: Mapping[str, str]) -> bool:
         elif req.startswith("!"):
             if req[1:].strip() in labels:
                 return False
-        elif " in " in req or " notin " in req or "(" in req:
-            raise ValueError(f"unsupported label selector requirement {req!r}")
         elif req not in labels:
             return False
     return True
+
+
+#: kind -> (API group, resource, short names) for the workloads the emulator can serve.
+WORKLOAD_KINDS: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
+    "Deployment": ("apps", "deployments", ("deploy",)),
+    "StatefulSet": ("apps", "statefulsets", ("sts",)),
+    "DaemonSet": ("apps", "daemonsets", ("ds",)),
+    "ReplicaSet": ("apps", "replicasets", ("rs",)),
+    "Job": ("batch", "jobs", ()),
+    "Service": ("", "services", ("svc",)),
+    "ReplicationController": ("", "replicationcontrollers", ("rc",)),
+}
+
+
+@dataclass
+class Workload:
+    """A pod-owning object (or a Service) that is only stored and served, never reconciled:
+    it creates no pods. Add pods whose labels match its selector to give it some.
+
+    Args:
+        kind: one of ``Deployment``, ``StatefulSet``, ``DaemonSet``, ``ReplicaSet``, ``Job``,
+            ``Service``, ``ReplicationController``.
+        name, namespace, labels: the object's metadata.
+        selector: ``matchLabels`` (``spec.selector`` itself for a Service or a
+            ReplicationController). Empty for a Service without a selector.
+        match_expressions: ``matchExpressions`` (``key``, ``operator``, ``values``); not for
+            Services and ReplicationControllers.
+        ports: a Service's ``spec.ports`` (``port``, ``targetPort``, ``name``, ``protocol``).
+    """
+
+    kind: str
+    name: str
+    selector: Mapping[str, str] = field(default_factory=dict)
+    namespace: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    match_expressions: Sequence[Mapping[str, Any]] = ()
+    ports: Sequence[Mapping[str, Any]] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in WORKLOAD_KINDS:
+            raise ValueError(
+                f"unknown workload kind {self.kind!r}: one of {sorted(WORKLOAD_KINDS)}"
+            )
+        if self.match_expressions and self.kind in ("Service", "ReplicationController"):
+            raise ValueError(f"a {self.kind} selector has no matchExpressions")
+
+    @property
+    def group(self) -> str:
+        return WORKLOAD_KINDS[self.kind][0]
+
+    @property
+    def resource(self) -> str:
+        return WORKLOAD_KINDS[self.kind][1]
+
+    def to_json(self, uid: str, resource_version: str, created: float) -> Dict[str, Any]:
+        metadata: Dict[str, Any] = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "uid": uid,
+            "resourceVersion": resource_version,
+            "generation": 1,
+            "creationTimestamp": rfc3339(created),
+        }
+        if self.labels:
+            metadata["labels"] = dict(self.labels)
+        spec: Dict[str, Any]
+        if self.kind == "Service":
+            spec = {
+                "type": "ClusterIP",
+                "clusterIP": "10.96.0.10",
+                "ports": [dict(p) for p in self.ports],
+            }
+            if self.selector:
+                spec["selector"] = dict(self.selector)
+        elif self.kind == "ReplicationController":
+            spec = {
+                "replicas": 1,
+                "selector": dict(self.selector),
+                "template": {"metadata": {"labels": dict(self.selector)}, "spec": {}},
+            }
+        else:
+            selector: Dict[str, Any] = {}
+            if self.selector:
+                selector["matchLabels"] = dict(self.selector)
+            if self.match_expressions:
+                selector["matchExpressions"] = [dict(e) for e in self.match_expressions]
+            spec = {
+                "selector": selector,
+                "template": {"metadata": {"labels": dict(self.selector)}, "spec": {}},
+            }
+            if self.kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+                spec["replicas"] = 1
+        return {
+            "kind": self.kind,
+            "apiVersion": f"{self.group}/v1" if self.group else "v1",
+            "metadata": metadata,
+            "spec": spec,
+            "status": {},
+        }

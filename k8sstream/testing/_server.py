@@ -44,7 +44,15 @@ import yaml
 from .._channel import PROTOCOLS, V1, V1_BASE64, V4, V4_BASE64, V5, select_protocol
 from .._status import http_error_body, internal_error_status
 from ._faults import Faults, RequestRecord
-from ._model import Container, ContainerState, Pod, PodRecord, match_label_selector
+from ._model import (
+    WORKLOAD_KINDS,
+    Container,
+    ContainerState,
+    Pod,
+    PodRecord,
+    Workload,
+    match_label_selector,
+)
 from ._portforward import (
     LEGACY_PROTOCOLS,
     PORT_FORWARD_PROTOCOL,
@@ -158,6 +166,8 @@ class ApiServer:
         self._id = next(_server_ids)
         self._lock = threading.RLock()
         self._pods: Dict[Tuple[str, str], PodRecord] = {}
+        # (resource, namespace, name) -> the workload and its JSON (uid, version, timestamps).
+        self._workloads: Dict[Tuple[str, str, str], Tuple[Workload, Dict[str, Any]]] = {}
         self._mains: Dict[Tuple[str, str, str], MainProcess] = {}
         self._execs: Set[Process] = set()
         self._wires: Set[Wire] = set()
@@ -345,6 +355,47 @@ class ApiServer:
         """The registered pod. Raises KeyError if it does not exist."""
         with self._lock:
             return self._pods[(namespace, name)].pod
+
+    # -- workloads --
+
+    def add_workload(
+        self,
+        kind: Union[str, Workload],
+        name: Optional[str] = None,
+        selector: Optional[Mapping[str, str]] = None,
+        namespace: str = "default",
+        **kwargs: Any,
+    ) -> Workload:
+        """Register a Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, Service or
+        ReplicationController, served at its API path (and listed in discovery) so that
+        ``deploy/web``-style targets resolve as with a real cluster. It creates no pods: add
+        pods whose labels match ``selector``. ``kwargs`` go to :class:`Workload`
+        (``labels``, ``match_expressions``, ``ports``). Returns the workload.
+        """
+        if isinstance(kind, Workload):
+            workload = kind
+        else:
+            if name is None:
+                raise ValueError("add_workload needs a name")
+            workload = Workload(kind, name, dict(selector or {}), namespace, **kwargs)
+        key = (workload.resource, workload.namespace, workload.name)
+        with self._lock:
+            if key in self._workloads:
+                raise ValueError(
+                    f'{workload.resource} "{workload.name}" already exists in namespace '
+                    f"{workload.namespace}"
+                )
+            obj = workload.to_json(
+                str(uuid.uuid4()), str(next(self._resource_version)), time.time()
+            )
+            self._workloads[key] = (workload, obj)
+        return workload
+
+    def remove_workload(self, kind: str, namespace: str, name: str) -> None:
+        """Unregister a workload. Raises KeyError if it does not exist."""
+        resource = WORKLOAD_KINDS[kind][1] if kind in WORKLOAD_KINDS else kind
+        with self._lock:
+            del self._workloads[(resource, namespace, name)]
 
     def container_dir(self, namespace: str, pod: str, container: str) -> str:
         """The directory that is the container's working directory and ``HOME``."""
@@ -686,10 +737,26 @@ class ApiServer:
             )
         if path == "/apis":
             return self._respond_json(
-                wire, request, 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+                wire,
+                request,
+                200,
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [_api_group(g, with_kind=False) for g in _GROUPS],
+                },
             )
+        if len(segments) == 2 and segments[0] == "apis" and segments[1] in _GROUPS:
+            return self._respond_json(wire, request, 200, _api_group(segments[1], with_kind=True))
+        if len(segments) == 3 and segments[0] == "apis" and segments[1] in _GROUPS:
+            if segments[2] != "v1":
+                return self._not_found_path(wire, request)
+            return self._respond_json(wire, request, 200, _group_resources(segments[1]))
         if path == "/api/v1":
             return self._respond_json(wire, request, 200, _api_v1_resources())
+        workload = _workload_path(segments)
+        if workload is not None:
+            return self._get_workloads(wire, request, *workload)
         if path == "/api/v1/pods":
             return self._list_pods(wire, request, None)
         if path == "/api/v1/namespaces":
@@ -741,6 +808,49 @@ class ApiServer:
             {},
         )
 
+    def _not_found_path(self, wire: Wire, request: Request) -> bool:
+        return self._respond_status(
+            wire, request, 404, "NotFound", "the server could not find the requested resource", {}
+        )
+
+    def _get_workloads(
+        self, wire: Wire, request: Request, resource: str, namespace: str, name: Optional[str]
+    ) -> bool:
+        with self._lock:
+            if name is not None:
+                entry = self._workloads.get((resource, namespace, name))
+                obj = json.loads(json.dumps(entry[1])) if entry is not None else None
+            else:
+                objs = [
+                    json.loads(json.dumps(o))
+                    for (r, ns, _), (_, o) in sorted(self._workloads.items())
+                    if r == resource and ns == namespace
+                ]
+        kind = next(k for k, (_, r, _) in WORKLOAD_KINDS.items() if r == resource)
+        group = WORKLOAD_KINDS[kind][0]
+        if name is not None:
+            if obj is None:
+                qualified = f"{resource}.{group}" if group else resource
+                details = {"name": name, "kind": resource, **({"group": group} if group else {})}
+                return self._respond_status(
+                    wire, request, 404, "NotFound", f'{qualified} "{name}" not found', details
+                )
+            return self._respond_json(wire, request, 200, obj)
+        for item in objs:
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
+        return self._respond_json(
+            wire,
+            request,
+            200,
+            {
+                "kind": f"{kind}List",
+                "apiVersion": f"{group}/v1" if group else "v1",
+                "metadata": {"resourceVersion": self._current_rv()},
+                "items": objs,
+            },
+        )
+
     def _version(self) -> Dict[str, str]:
         parts = self.git_version.lstrip("v").split(".")
         return {
@@ -762,6 +872,7 @@ class ApiServer:
     def _namespaces(self) -> List[str]:
         with self._lock:
             names = {ns for ns, _ in self._pods}
+            names.update(ns for _, ns, _ in self._workloads)
         names.update(("default", "kube-system", "kube-public", "kube-node-lease"))
         return sorted(names)
 
@@ -1297,6 +1408,70 @@ def _namespace_json(name: str, *, with_kind: bool) -> Dict[str, Any]:
     return obj
 
 
+_GROUPS = ("apps", "batch")
+
+
+def _api_group(group: str, *, with_kind: bool) -> Dict[str, Any]:
+    version = {"groupVersion": f"{group}/v1", "version": "v1"}
+    obj: Dict[str, Any] = {"name": group, "versions": [version], "preferredVersion": version}
+    if with_kind:
+        return {"kind": "APIGroup", "apiVersion": "v1", **obj}
+    return obj
+
+
+def _workload_resource(kind: str) -> Dict[str, Any]:
+    _, resource, short_names = WORKLOAD_KINDS[kind]
+    entry: Dict[str, Any] = {
+        "name": resource,
+        "singularName": kind.lower(),
+        "namespaced": True,
+        "kind": kind,
+        "verbs": [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ],
+        "categories": ["all"],
+    }
+    if short_names:
+        entry["shortNames"] = list(short_names)
+    return entry
+
+
+def _group_resources(group: str) -> Dict[str, Any]:
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/v1",
+        "resources": [
+            _workload_resource(kind) for kind, (g, _, _) in WORKLOAD_KINDS.items() if g == group
+        ],
+    }
+
+
+def _workload_path(segments: List[str]) -> Optional[Tuple[str, str, Optional[str]]]:
+    """``(resource, namespace, name or None)`` for a workload GET path, else None."""
+    if segments[:2] == ["api", "v1"]:
+        rest = segments[2:]
+        groups: Tuple[str, ...] = ("",)
+    elif len(segments) >= 3 and segments[0] == "apis" and segments[2] == "v1":
+        rest = segments[3:]
+        groups = (segments[1],)
+    else:
+        return None
+    if len(rest) not in (3, 4) or rest[0] != "namespaces":
+        return None
+    resources = {r for g, r, _ in WORKLOAD_KINDS.values() if g in groups}
+    if rest[2] not in resources:
+        return None
+    return rest[2], rest[1], rest[3] if len(rest) == 4 else None
+
+
 def _api_v1_resources() -> Dict[str, Any]:
     def sub(name: str, kind: str, verbs: List[str]) -> Dict[str, Any]:
         return {"name": name, "singularName": "", "namespaced": True, "kind": kind, "verbs": verbs}
@@ -1338,6 +1513,8 @@ def _api_v1_resources() -> Dict[str, Any]:
             sub("pods/log", "Pod", ["get"]),
             sub("pods/portforward", "PodPortForwardOptions", ["create", "get"]),
             sub("pods/status", "Pod", ["get", "patch", "update"]),
+            _workload_resource("Service"),
+            _workload_resource("ReplicationController"),
         ],
     }
 
