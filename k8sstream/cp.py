@@ -8,12 +8,15 @@ from a pod is treated as hostile (see :mod:`k8sstream._tarstream`).
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import posixpath
+import pwd
 import shlex
+import stat
 import tarfile
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ._tarstream import ExtractionPlan, UnsafeArchiveError
 from .errors import (
@@ -81,6 +84,97 @@ class _CountingReader:
         if self._progress is not None and data:
             self._progress(self.count)
         return data
+
+
+class _Owners:
+    """uid/gid to user/group names, looked up once each (tarfile asks for every file)."""
+
+    def __init__(self) -> None:
+        self._users: Dict[int, str] = {}
+        self._groups: Dict[int, str] = {}
+
+    def user(self, uid: int) -> str:
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = ""
+            self._users[uid] = name
+        return name
+
+    def group(self, gid: int) -> str:
+        name = self._groups.get(gid)
+        if name is None:
+            try:
+                name = grp.getgrgid(gid).gr_name
+            except KeyError:
+                name = ""
+            self._groups[gid] = name
+        return name
+
+
+def _tarinfo(
+    path: str, arcname: str, owners: _Owners, inodes: Dict[Tuple[int, int], str]
+) -> Optional[tarfile.TarInfo]:
+    """``TarFile.gettarinfo`` with whole-second mtimes and cached owner names.
+
+    A float mtime makes tarfile write a PAX header (two more 512-byte blocks) for every
+    member, which for small files is a fifth of the stream; the remote tar keeps whole
+    seconds anyway unless asked otherwise, as does kubectl (Go's archive/tar rounds).
+    """
+    st = os.lstat(path)
+    info = tarfile.TarInfo(arcname)
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        key = (st.st_ino, st.st_dev)
+        if st.st_nlink > 1 and key in inodes:
+            info.type = tarfile.LNKTYPE
+            info.linkname = inodes[key]
+        else:
+            info.size = st.st_size
+            if st.st_nlink > 1:
+                inodes[key] = arcname
+    elif stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(path)
+    elif stat.S_ISFIFO(mode):
+        info.type = tarfile.FIFOTYPE
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        info.devmajor = os.major(st.st_rdev)
+        info.devminor = os.minor(st.st_rdev)
+    else:
+        return None  # sockets and the like cannot be archived (tarfile skips them too)
+    info.mode = stat.S_IMODE(mode)
+    info.uid = st.st_uid
+    info.gid = st.st_gid
+    info.mtime = int(st.st_mtime)
+    info.uname = owners.user(st.st_uid)
+    info.gname = owners.group(st.st_gid)
+    return info
+
+
+def _add_tree(archive: tarfile.TarFile, src: str, arcname: str) -> None:
+    """``TarFile.add(src, arcname)``: the same order (depth first, names sorted), no recursion."""
+    owners = _Owners()
+    inodes: Dict[Tuple[int, int], str] = {}
+    pending = [(src, arcname)]
+    while pending:
+        path, name = pending.pop()
+        info = _tarinfo(path, name, owners, inodes)
+        if info is None:
+            continue
+        if info.isreg():
+            with open(path, "rb") as f:
+                archive.addfile(info, f)
+            continue
+        archive.addfile(info)
+        if info.isdir():
+            children = sorted(os.listdir(path), reverse=True)
+            pending += [(os.path.join(path, c), posixpath.join(name, c)) for c in children]
 
 
 def _remote_error(exc: RemoteCommandError) -> RemoteCommandError:
@@ -246,9 +340,14 @@ def copy_to_pod(
         try:
             sink: Any = _CountingWriter(proc.stdin, progress)
             with tarfile.open(
-                fileobj=sink, mode="w|", bufsize=_TAR_BLOCK, format=tarfile.PAX_FORMAT
+                fileobj=sink,
+                mode="w|",
+                bufsize=_TAR_BLOCK,
+                format=tarfile.PAX_FORMAT,
             ) as archive:
-                archive.add(src, arcname=name or ".")
+                # File data in whole stdin messages, not 16 KiB (typeshed lacks the attribute).
+                archive.copybufsize = _TAR_BLOCK  # type: ignore[attr-defined]
+                _add_tree(archive, src, name or ".")
             proc.stdin.close()
         except BrokenPipeError:
             pass  # the remote tar stopped reading; its status says why
@@ -298,6 +397,7 @@ def copy_from_pod(
     """
     plan = ExtractionPlan(src.lstrip("/"))
     dest = os.path.abspath(dest)
+    local = _Destination(dest, src)
     errors = _StderrTail()
 
     def start(command: List[str]) -> RemoteProcess:
@@ -319,7 +419,7 @@ def copy_from_pod(
                 planned = plan.plan(member)
                 if planned is None:
                     continue
-                target = _local_target(dest, planned.path, planned.kind, src)
+                target = local.target(planned.path, planned.kind)
                 if planned.kind == "dir":
                     os.makedirs(target, exist_ok=True)
                     if preserve:
@@ -328,9 +428,13 @@ def copy_from_pod(
                 if planned.kind == "symlink":
                     os.symlink(planned.link_target or "", target)
                     continue
-                _write_file(archive, member, target, planned.mode if preserve else 0o644)
-                if preserve:
-                    os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+                _write_file(
+                    archive,
+                    member,
+                    target,
+                    planned.mode if preserve else 0o644,
+                    member.mtime if preserve else None,
+                )
             # Drain the end-of-archive blocks so the remote tar can finish writing.
             while reader.read(_CHUNK):
                 pass
@@ -365,26 +469,53 @@ def _raise_for_status(proc: RemoteProcess, command: list, errors: _StderrTail) -
         raise CalledProcessError(code, command, stderr=errors.text())
 
 
-def _local_target(dest: str, relative: str, kind: str, src: str) -> str:
-    if not relative:
-        target = dest
-        if kind == "file" and os.path.isdir(dest):
-            # A file copied onto a directory goes into it, as cp(1) does.
-            target = os.path.join(dest, posixpath.basename(src.rstrip("/")))
-    else:
-        target = os.path.join(dest, *relative.split("/"))
-    # A directory that already exists locally may be a symlink planted by someone else.
-    parent = os.path.realpath(os.path.dirname(target))
-    root = os.path.realpath(dest if relative or target != dest else os.path.dirname(dest))
-    if parent != root and not parent.startswith(root + os.sep):
-        raise UnsafeArchiveError(
-            f"{target!r} would be written outside {dest!r} through a local link"
-        )
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    return target
+class _Destination:
+    """Maps planned members to local paths below ``dest``, refusing local links that lead out.
+
+    A directory that already exists locally may be a symlink planted by someone else, so each
+    parent directory is resolved once; it is then remembered, which keeps a tree of many small
+    files from paying a ``realpath`` (an ``lstat`` per path component) for every file.
+    """
+
+    def __init__(self, dest: str, src: str) -> None:
+        self.dest = dest
+        self.src = src
+        self._roots: Dict[str, str] = {}
+        self._checked: Set[str] = set()
+
+    def target(self, relative: str, kind: str) -> str:
+        dest = self.dest
+        if not relative:
+            target = dest
+            if kind == "file" and os.path.isdir(dest):
+                # A file copied onto a directory goes into it, as cp(1) does.
+                target = os.path.join(dest, posixpath.basename(self.src.rstrip("/")))
+        else:
+            target = os.path.join(dest, *relative.split("/"))
+        parent = os.path.dirname(target)
+        if parent in self._checked:
+            return target
+        base = dest if relative or target != dest else os.path.dirname(dest)
+        root = self._roots.get(base)
+        if root is None:
+            root = self._roots[base] = os.path.realpath(base)
+        resolved = os.path.realpath(parent)
+        if resolved != root and not resolved.startswith(root + os.sep):
+            raise UnsafeArchiveError(
+                f"{target!r} would be written outside {dest!r} through a local link"
+            )
+        os.makedirs(parent, exist_ok=True)
+        self._checked.add(parent)
+        return target
 
 
-def _write_file(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str, mode: int) -> None:
+def _write_file(
+    archive: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    target: str,
+    mode: int,
+    mtime: Optional[float],
+) -> None:
     source = archive.extractfile(member)
     assert source is not None
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
@@ -398,5 +529,7 @@ def _write_file(archive: tarfile.TarFile, member: tarfile.TarInfo, target: str, 
             while view:
                 view = view[os.write(fd, view) :]
         os.fchmod(fd, mode)
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
     finally:
         os.close(fd)

@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import pytest
 
 import k8sstream
-from k8sstream.cp import UnsafeArchiveError, copy_from_pod, copy_to_pod
+from k8sstream.cp import UnsafeArchiveError, _add_tree, copy_from_pod, copy_to_pod
 from k8sstream.testing import Container, Pod
 
 
@@ -549,10 +549,19 @@ def test_many_small_files_round_trip(client, tmp_path, count):
 def test_progress_is_monotonic_and_counts_every_byte(client, emulator, tree, tmp_path):
     sent: List[int] = []
     copy_to_pod(str(tree), "demo", "progress", client=client, progress=sent.append)
-    # What went up is exactly the archive tarfile wrote: pax headers, data, padding, end blocks.
+    # What went up is exactly the archive: headers, data, padding and the end blocks, the same
+    # members as tarfile's own add() would write (without a PAX header for each float mtime).
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+        _add_tree(archive, str(tree), "progress")
+    reference = io.BytesIO()
+    with tarfile.open(fileobj=reference, mode="w|", format=tarfile.PAX_FORMAT) as archive:
         archive.add(str(tree), arcname="progress")
+    listings = []
+    for data in (buffer.getvalue(), reference.getvalue()):
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            listings.append([(m.name, m.type, m.mode, m.size, int(m.mtime)) for m in archive])
+    assert listings[0] == listings[1]
     assert sent == sorted(sent) and len(set(sent)) == len(sent)
     assert sent[-1] == len(buffer.getvalue())
     assert sent[-1] % 10240 == 0  # whole tar records
