@@ -1,0 +1,1 @@
+"""The directory Ansible loads connection plugins from (``ANSIBLE_CONNECTION_PLUGINS``)."""

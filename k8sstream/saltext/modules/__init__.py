@@ -1,0 +1,1 @@
+"""Salt execution modules (loaded by Salt's loader, not imported by k8sstream)."""
