@@ -39,6 +39,7 @@ import websocket
 from websocket._abnf import continuous_frame, frame_buffer
 
 from . import _proxy
+from ._masking import client_frame
 from ._proxy import ProxySettings
 from ._status import parse_status
 from .errors import (
@@ -362,7 +363,7 @@ class WebSocketConnection:
                 already written the connection is aborted, since the stream cannot continue.
         """
         opcode = websocket.ABNF.OPCODE_TEXT if is_text else websocket.ABNF.OPCODE_BINARY
-        frame = websocket.ABNF.create_frame(payload, opcode).format()
+        frame = client_frame(opcode, payload)
         with self._state_lock:
             if self._close_sent or self._aborted:
                 raise StreamClosedError("the connection is closed")
@@ -402,14 +403,14 @@ class WebSocketConnection:
             except BlockingIOError:
                 pass  # a full wake pipe wakes the reader all the same
 
-    def _enqueue(self, frame: bytes) -> memoryview:
+    def _enqueue(self, frame: Union[bytes, bytearray]) -> memoryview:
         view = memoryview(frame)
         with self._state_lock:
             self._outgoing.append(view)
         return view
 
     def _send_control(self, opcode: int, payload: bytes) -> None:
-        frame = websocket.ABNF.create_frame(payload, opcode).format()
+        frame = client_frame(opcode, payload)
         with self._state_lock:
             if self._close_sent:
                 return

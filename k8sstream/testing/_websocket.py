@@ -16,6 +16,7 @@ from websocket import ABNF
 from websocket._abnf import frame_buffer
 from websocket._exceptions import WebSocketProtocolException
 
+from .._masking import mask
 from ._wire import Wire
 
 __all__ = ["FrameTooLarge", "WebSocket", "accept_key"]
@@ -37,6 +38,32 @@ class FrameTooLarge(WebSocketProtocolException):
 
 
 class _LimitedFrameBuffer(frame_buffer):
+    """frame_buffer with x/net's size limit, leaving the unmasking to :func:`mask`.
+
+    websocket-client's own unmasking is a big-integer XOR that capped every client's upload
+    through the emulator; the header's mask bit is hidden from it and the key kept here.
+    """
+
+    client_key: bytes = b""
+
+    def recv_header(self) -> None:
+        super().recv_header()
+        assert self.header is not None
+        fin, rsv1, rsv2, rsv3, opcode, has_mask, length_bits = self.header
+        # Control frames stay with websocket-client: it validates them before returning, and
+        # they are small. Data frames carry the bulk.
+        self._masked = bool(has_mask) and opcode < ABNF.OPCODE_CLOSE
+        if self._masked:
+            self.header = (fin, rsv1, rsv2, rsv3, opcode, 0, length_bits)
+
+    def recv_mask(self) -> None:
+        if not self._masked:
+            self.client_key = b""
+            super().recv_mask()
+            return
+        self.mask_value = ""
+        self.client_key = self.recv_strict(4)
+
     def recv_length(self) -> None:
         super().recv_length()
         if self.length is not None and self.length > MAX_FRAME_PAYLOAD:
@@ -86,7 +113,12 @@ class WebSocket:
             WebSocketProtocolException: malformed frame.
             OSError: connection broken.
         """
-        return self._frames.recv_frame()
+        frame = self._frames.recv_frame()
+        key = self._frames.client_key
+        if key:
+            frame.data = bytes(mask(key, frame.data))  # type: ignore[arg-type]  # bytes: no utf-8 check
+            frame.mask_value = 1
+        return frame
 
     def send(self, opcode: int, payload: bytes) -> None:
         """Send one unfragmented frame. Raises OSError if the client is gone."""
