@@ -224,6 +224,60 @@ def test_container_variable_collection_install_and_unreachable_pod(cluster, tmp_
     assert "ghost | UNREACHABLE!" in output and 'pods \\"no-such-pod\\" not found' in output
 
 
+def test_images_without_tar_put_and_fetch_with_cat(cluster, tmp_path):
+    import shutil
+
+    bin_dir = tmp_path / "bin"  # a PATH with a shell and coreutils but no tar (nor test)
+    bin_dir.mkdir()
+    for tool in ("sh", "cat", "mkdir", "chmod", "rm", "echo", "mv", "ls", "sleep"):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+    cluster.add_pod(
+        Pod(
+            name="notar",
+            containers=[
+                Container("app", ["sleep", "300"], stdin=False, env={"PATH": str(bin_dir)})
+            ],
+        )
+    )
+    _inventory(cluster, tmp_path)
+    with (tmp_path / "inventory.yml").open("a") as f:
+        f.write("    notar:\n")
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(50_000))
+    (tmp_path / "remote" / "notar").mkdir()
+    remote = tmp_path / "remote" / "notar" / "blob.bin"
+    result = _adhoc(
+        cluster,
+        tmp_path,
+        "notar",
+        "-m",
+        "copy",
+        "-a",
+        f"src={blob} dest={remote}",
+        ANSIBLE_PIPELINING="false",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert remote.read_bytes() == blob.read_bytes()
+    back = tmp_path / "back.bin"
+    result = _adhoc(
+        cluster,
+        tmp_path,
+        "notar",
+        "-m",
+        "fetch",
+        "-a",
+        f"src={remote} dest={back} flat=true",
+        ANSIBLE_PIPELINING="false",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert back.read_bytes() == blob.read_bytes()
+    execs = [r.query for r in cluster.requests if r.path.endswith("/notar/exec")]
+    assert any(q.startswith("command=cat&") for q in execs)  # the fetch fell back to cat
+    assert any("cat+%3E" in q for q in execs)  # and so did the put
+
+
 def test_plugin_documentation_is_valid_for_ansible_doc(tmp_path):
     result = subprocess.run(
         [str(BIN / "ansible-doc"), "-t", "connection", "k8sstream"],
