@@ -250,13 +250,22 @@ class Client:
             )
         return ConnectError(f"cannot reach {self.config.server}: {_root_cause(exc)}")
 
-    def get_pod(self, pod: str, namespace: Optional[str] = None) -> Dict[str, Any]:
+    def get_pod(
+        self, pod: str, namespace: Optional[str] = None, timeout: float = 30.0
+    ) -> Dict[str, Any]:
         """The pod object, as ``kubectl get pod -o json`` shows it."""
-        result: Dict[str, Any] = self.get_json(pod_path(namespace or self.namespace, pod))
+        path = pod_path(namespace or self.namespace, pod)
+        result: Dict[str, Any] = self.get_json(path, timeout=timeout)
         return result
 
     def resolve_container(
-        self, pod: str, namespace: str, container: Optional[str], *, attach: bool = False
+        self,
+        pod: str,
+        namespace: str,
+        container: Optional[str],
+        *,
+        attach: bool = False,
+        timeout: float = 30.0,
     ) -> Tuple[str, Dict[str, Any]]:
         """Check the pod the way kubectl does and choose the container (PROTOCOL.md 11.1).
 
@@ -266,7 +275,7 @@ class Client:
         Raises:
             PodStateError: the pod has completed or the container does not exist.
         """
-        obj = self.get_pod(pod, namespace)
+        obj = self.get_pod(pod, namespace, timeout=timeout)
         phase = (obj.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
             verb = "attach a container" if attach else "exec into a container"
@@ -301,7 +310,11 @@ class Client:
     # --- streaming ---
 
     def dial(
-        self, path: str, query: Sequence[Tuple[str, str]], subprotocols: Sequence[str]
+        self,
+        path: str,
+        query: Sequence[Tuple[str, str]],
+        subprotocols: Sequence[str],
+        timeout: float = 30.0,
     ) -> Tuple[websocket.WebSocket, Optional[str]]:
         """Open a WebSocket to an API path; returns the socket and the chosen subprotocol.
 
@@ -319,6 +332,7 @@ class Client:
                 server_hostname=self.config.tls_server_name,
                 proxy=self._proxy,
                 proxy_ssl_context=self._proxy_ssl_context,
+                connect_timeout=timeout,
             )
             try:
                 return _transport.dial(options)

@@ -32,6 +32,7 @@ from ._streams import ChannelWriter, PipeReader, wrap_reader, wrap_writer
 from ._transport import WebSocketConnection, connection_tag
 from .errors import (
     CalledProcessError,
+    ConnectError,
     K8sStreamError,
     LocalProtocolError,
     RemoteCommandError,
@@ -78,6 +79,11 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
+def _connect_left(deadline: float) -> float:
+    # A zero timeout would mean "non-blocking" to sockets: keep a small positive floor.
+    return max(0.01, deadline - time.monotonic())
+
+
 def _argv(args: Any) -> List[str]:
     if isinstance(args, (str, bytes, os.PathLike)):
         return [os.fsdecode(args)]
@@ -100,6 +106,8 @@ class RemoteProcess:
         client: the :class:`~k8sstream.Client` to use; default from ``KUBECONFIG``.
         subprotocols: the subprotocols to offer, most preferred first.
         terminal_size: ``(columns, rows)`` sent at start when ``tty`` is set.
+        connect_timeout: seconds allowed for the pod lookup and the upgrade together
+            (default 30; ``run(timeout=...)`` passes what the caller allowed).
 
     The constructor blocks until the WebSocket is open: it raises
     :class:`~k8sstream.ApiError` when the server refuses (pod or container not found,
@@ -126,6 +134,7 @@ class RemoteProcess:
         client: Any = None,
         subprotocols: Optional[Sequence[str]] = None,
         terminal_size: Optional[Tuple[int, int]] = None,
+        connect_timeout: Optional[float] = None,
         _attach: bool = False,
     ) -> None:
         from .client import default_client
@@ -157,8 +166,9 @@ class RemoteProcess:
         self.namespace = namespace or self.client.namespace
         self.pod = pod
         self.container: str
+        connect_deadline = time.monotonic() + (30.0 if connect_timeout is None else connect_timeout)
         self.container, spec = self.client.resolve_container(
-            pod, self.namespace, container, attach=_attach
+            pod, self.namespace, container, attach=_attach, timeout=_connect_left(connect_deadline)
         )
         if tty is None:
             tty = bool(spec.get("tty", False))
@@ -184,7 +194,12 @@ class RemoteProcess:
             tty=self.tty,
         )
         subresource = "attach" if _attach else "exec"
-        ws, chosen = self.client.dial(pod_path(self.namespace, pod, subresource), query, offer)
+        ws, chosen = self.client.dial(
+            pod_path(self.namespace, pod, subresource),
+            query,
+            offer,
+            timeout=_connect_left(connect_deadline),
+        )
         try:
             protocol = _channel.negotiated_protocol(offer, chosen)
         except K8sStreamError:
@@ -383,8 +398,8 @@ class RemoteProcess:
         """Wait for the command to finish and return its exit code.
 
         Returns once the exit status has arrived and output copying to file objects is done;
-        a server that holds the connection open after the status delays this by at most
-        half a second.
+        a server that holds the connection open after the status delays this by about a
+        second at most (half a second of grace, then a close handshake bounded the same way).
 
         Raises:
             TimeoutExpired: ``timeout`` seconds passed first (the command keeps running).
@@ -704,10 +719,21 @@ def run(
             raise ValueError("stdout and stderr arguments may not be used with capture_output.")
         kwargs["stdout"] = PIPE
         kwargs["stderr"] = PIPE
-    with RemoteProcess(args, **kwargs) as process:
+    deadline = _deadline(timeout)
+    if timeout is not None:
+        kwargs.setdefault("connect_timeout", timeout)
+    try:
+        process = RemoteProcess(args, **kwargs)
+    except ConnectError:
+        if deadline is not None and time.monotonic() >= deadline:
+            # The caller's time ran out while connecting: the same error as for a slow command.
+            raise TimeoutExpired(_argv(args), timeout) from None  # type: ignore[arg-type]
+        raise
+    with process:
         try:
-            stdout, stderr = process.communicate(input, timeout=timeout)
-        except TimeoutExpired:
+            stdout, stderr = process.communicate(input, timeout=_remaining(deadline))
+        except TimeoutExpired as exc:
+            exc.timeout = timeout  # the caller's figure, not what was left after connecting
             process.kill()
             process.wait()
             raise

@@ -431,11 +431,6 @@ def test_stalled_server_and_keepalive_through_popen(peer, monkeypatch):
 
 
 @pytest.mark.parametrize("where", ["tcp", "upgrade"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="run(timeout=) does not bound the connection phase: the pod lookup and the "
-    "upgrade use Client's fixed 30 s timeouts (client.get_json, DialOptions.connect_timeout)",
-)
 def test_stalled_server_respects_the_callers_timeout(tmp_path, client, emulator, where):
     """Accepted, never answered: run(timeout=1) should give up after about a second."""
     release = threading.Event()

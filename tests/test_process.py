@@ -371,7 +371,12 @@ def test_tty_size_and_resize(client):
 
 def test_tty_ctrl_c_interrupts(client):
     proc = k8sstream.Popen(
-        sh("echo ready; exec sleep 30"), pod="demo", stdin=PIPE, stdout=PIPE, tty=True, client=client
+        sh("echo ready; exec sleep 30"),
+        pod="demo",
+        stdin=PIPE,
+        stdout=PIPE,
+        tty=True,
+        client=client,
     )
     assert proc.stdout.readline().strip() == b"ready"
     time.sleep(0.2)  # let exec replace the shell: the interrupt is meant for sleep
