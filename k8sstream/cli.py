@@ -203,6 +203,7 @@ def _cp(args: argparse.Namespace) -> int:
                 client=client,
                 preserve=not args.no_preserve,
                 progress=progress,
+                retries=args.retries,
             )
         else:
             assert dest is not None
@@ -342,6 +343,12 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("-c", "--container")
     cp.add_argument(
         "--no-preserve", action="store_true", help="do not preserve ownership and permissions"
+    )
+    cp.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="resume a download this many times after a lost connection (negative: no limit)",
     )
     cp.add_argument("src")
     cp.add_argument("dest")
