@@ -378,7 +378,9 @@ def copy_from_pod(
     directory ``dest``). Entries that would land outside ``dest`` (absolute names, ``..``,
     links pointing out, anything written through a symlink) raise
     :class:`UnsafeArchiveError` before anything is written for them; symlinks, hard links
-    and device files are skipped; setuid/setgid bits are dropped.
+    and device files are skipped; setuid/setgid bits are dropped. Limits against archives
+    built to exhaust the machine: a member larger than the free space at the destination is
+    refused before it is written, and an archive of more than a million entries is refused.
 
     With ``retries`` (kubectl's ``--retries``; negative means unlimited) a lost connection
     does not end the copy: the remote command is run again as
@@ -391,7 +393,7 @@ def copy_from_pod(
 
     Raises:
         CalledProcessError: the remote tar failed (for example, no such file).
-        UnsafeArchiveError: the archive tried to escape ``dest``.
+        UnsafeArchiveError: the archive tried to escape ``dest`` or break the limits.
         RemoteCommandError: the container has no ``tar``.
         StreamClosedError: the connection was lost (after ``retries`` more attempts).
     """
@@ -428,6 +430,7 @@ def copy_from_pod(
                 if planned.kind == "symlink":
                     os.symlink(planned.link_target or "", target)
                     continue
+                _check_room(member, target)
                 _write_file(
                     archive,
                     member,
@@ -507,6 +510,20 @@ class _Destination:
         os.makedirs(parent, exist_ok=True)
         self._checked.add(parent)
         return target
+
+
+def _check_room(member: tarfile.TarInfo, target: str) -> None:
+    """Refuse a member that cannot fit before writing it, rather than filling the disk.
+
+    The size in a tar header is the pod's claim; a hostile archive can claim petabytes.
+    """
+    stats = os.statvfs(os.path.dirname(target) or ".")
+    free = stats.f_bavail * stats.f_frsize
+    if member.size > free:
+        raise UnsafeArchiveError(
+            f"archive member {member.name!r} claims {member.size} bytes, more than the "
+            f"{free} bytes free at the destination"
+        )
 
 
 def _write_file(

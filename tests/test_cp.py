@@ -584,3 +584,29 @@ def test_missing_remote_source_reports_tar_stderr(client, tmp_path):
     assert "no such dir/file" in info.value.stderr
     assert "No such file" in info.value.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_member_bigger_than_the_free_space_is_refused_before_writing(client, evil_pod, tmp_path):
+    import tarfile as tf
+
+    header = tf.TarInfo("src/huge.bin")
+    header.size = 1 << 50  # a petabyte: more than any disk here has free
+    # Only the header: the claim alone must be refused, nothing may be written for it.
+    directory = _dir("src")[0]
+    evil_pod.write_bytes(
+        directory.tobuf(format=tf.PAX_FORMAT) + header.tobuf(format=tf.PAX_FORMAT) + b"\0" * 1024
+    )
+    dest = tmp_path / "dest"
+    with pytest.raises(UnsafeArchiveError, match="free at the destination"):
+        copy_from_pod("evil", "src", str(dest), client=client)
+    assert not (dest / "huge.bin").exists()
+
+
+def test_archive_member_count_is_limited():
+    from k8sstream._tarstream import ExtractionPlan
+
+    plan = ExtractionPlan("src", max_members=3)
+    for i in range(3):
+        plan.plan(_file(f"src/{i}")[0])
+    with pytest.raises(UnsafeArchiveError, match="more than 3 members"):
+        plan.plan(_file("src/3")[0])
