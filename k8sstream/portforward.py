@@ -56,6 +56,8 @@ __all__ = ["ForwardedSocket", "PortForwarder", "create_connection", "port_forwar
 logger = logging.getLogger("k8sstream.portforward")
 
 _SEND_CHUNK = 64 * 1024
+# Copiers read more than one frame's worth: several queued frames then cost one syscall.
+_COPY_CHUNK = 256 * 1024
 _PROTOCOLS = ("auto", "tunnel", "websocket")
 
 
@@ -72,6 +74,45 @@ class _Channel:
 
     def close(self) -> None:
         raise NotImplementedError
+
+
+class _SocketSink:
+    """Where a forwarded connection's data goes when a local socket is waiting for it.
+
+    It stands in for the channel's :class:`Pipe` on the producer side, so the tunnel's reader
+    thread writes pod data straight into the local socket: no copier thread and no hand-off
+    per chunk. A local socket that stops reading blocks the reader, as a full pipe would.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.done = threading.Event()
+        self.error: Optional[BaseException] = None
+
+    def feed(self, data: bytes) -> None:
+        if self.done.is_set():
+            return
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            self.fail(exc)
+
+    def close(self) -> None:
+        if not self.done.is_set():
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_WR)
+            self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.is_set():
+            self.error = error
+            # Wake the local side's copier, which may be blocked reading the local socket.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self.done.set()
+
+    def discard(self) -> None:
+        self.done.set()
 
 
 class _Tunnel:
@@ -99,10 +140,10 @@ class _Tunnel:
         )
         self._conn.start()
 
-    def open(self, port: int) -> _TunnelChannel:
+    def open(self, port: int, sink: Optional[_SocketSink] = None) -> _TunnelChannel:
         if self.closed.is_set():
             raise StreamClosedError(f"the port-forward connection to pod {self.pod} is closed")
-        channel = _TunnelChannel(self, port)
+        channel = _TunnelChannel(self, port, sink)
         with self._send_lock:
             with self._state_lock:
                 conn_id, wire = self._session.open(port)
@@ -180,11 +221,11 @@ class _Tunnel:
 
 
 class _TunnelChannel(_Channel):
-    def __init__(self, tunnel: _Tunnel, port: int) -> None:
+    def __init__(self, tunnel: _Tunnel, port: int, sink: Optional[_SocketSink] = None) -> None:
         self.tunnel = tunnel
         self.port = port
         self.connection = -1
-        self.pipe = Pipe()
+        self.pipe = sink or Pipe()  # type: ignore[assignment]
 
     def send(self, data: bytes) -> None:
         self.tunnel.send(self.connection, data)
@@ -525,7 +566,7 @@ def _pump(
 ) -> None:
     """Copy until end of stream, then half-close the destination; errors propagate."""
     while True:
-        data = read(_SEND_CHUNK)
+        data = read(_COPY_CHUNK)
         if not data:
             close_write()
             return
@@ -712,9 +753,11 @@ class PortForwarder:
                 local, _ = listener.accept()
             except OSError:
                 return
+            sink: Optional[_SocketSink] = None
             try:
                 if self._tunnel is not None:
-                    remote_sock = ForwardedSocket(self._tunnel.open(remote), self.pod, remote)
+                    sink = _SocketSink(local)
+                    remote_sock = ForwardedSocket(self._tunnel.open(remote, sink), self.pod, remote)
                 else:
                     remote_sock = ForwardedSocket(
                         _LegacyChannel(self.client, self.namespace, self.pod, remote),
@@ -727,12 +770,24 @@ class PortForwarder:
                 continue
             with self._lock:
                 self._sockets.append((local, remote_sock))
-            self._spawn(self._copy_out, local, remote_sock, name="out")
-            self._spawn(self._copy_in, local, remote_sock, name="in")
+                self._pending[id(local)] = 1 if sink is not None else 2
+            self._spawn(self._copy_out, local, remote_sock, sink, name="out")
+            if sink is None:
+                self._spawn(self._copy_in, local, remote_sock, name="in")
 
-    def _copy_out(self, local: socket.socket, remote: ForwardedSocket) -> None:
+    def _copy_out(
+        self, local: socket.socket, remote: ForwardedSocket, sink: Optional[_SocketSink] = None
+    ) -> None:
         with contextlib.suppress(OSError, K8sStreamError):
             _pump(local.recv, remote.sendall, lambda: remote.shutdown(socket.SHUT_WR))
+        if sink is not None:
+            # The tunnel's reader delivers the pod's side; the pair ends when that is done too.
+            while not sink.done.wait(0.5) and not self._stopped.is_set():
+                pass
+            if isinstance(sink.error, PortForwardError):
+                logger.warning(
+                    "an error occurred forwarding -> %s:%d: %s", self.pod, remote.port, sink.error
+                )
         self._finish(local, remote)
 
     def _copy_in(self, local: socket.socket, remote: ForwardedSocket) -> None:
@@ -794,6 +849,9 @@ class PortForwarder:
         with self._lock:
             pairs, self._sockets = self._sockets, []
         for local, remote in pairs:
+            # shutdown() first: it wakes a thread blocked sending to or reading from it.
+            with contextlib.suppress(OSError):
+                local.shutdown(socket.SHUT_RDWR)
             local.close()
             remote.close()
         if self._tunnel is not None:

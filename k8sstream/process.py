@@ -733,7 +733,8 @@ def run(
         try:
             stdout, stderr = process.communicate(input, timeout=_remaining(deadline))
         except TimeoutExpired as exc:
-            exc.timeout = timeout  # the caller's figure, not what was left after connecting
+            if timeout is not None:
+                exc.timeout = timeout  # the caller's figure, not what was left after connecting
             process.kill()
             process.wait()
             raise
