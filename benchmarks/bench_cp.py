@@ -21,35 +21,41 @@ and content of every file of the tree). Raw results go to ``benchmarks/results/`
 from __future__ import annotations
 
 import argparse
-import atexit
 import cProfile
 import hashlib
 import io
-import json
 import os
 import pstats
-import resource
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (REPO, os.path.dirname(os.path.abspath(__file__))):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+# Run as ``python benchmarks/bench_cp.py``: make ``_common`` (next to this file) importable
+# from any working directory; it puts the checkout on sys.path for ``k8sstream``.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_exec import Emulator, _kill_children, _on_sigterm, _popen, _reap  # noqa: E402
+from _common import (
+    Meter,
+    MiB,
+    TestingEmulator,
+    install_cleanup,
+    kill_children,
+    kubectl_version,
+    popen,
+    publish,
+    reap,
+    round_robin,
+    spread,
+    table,
+)
+from _common import notes as notes_lines
 
-import k8sstream  # noqa: E402
-from k8sstream.cp import copy_from_pod, copy_to_pod  # noqa: E402
+import k8sstream
+from k8sstream.cp import copy_from_pod, copy_to_pod
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 RUN_TIMEOUT = 300.0
 TARGET_VS_KUBECTL = 1.0
 
@@ -97,32 +103,12 @@ def _tree_digest(root: str) -> Dict[str, Any]:
     return {"files": files, "bytes": nbytes, "sha256": digest.hexdigest()}
 
 
-class Meter:
-    """Wall time, client CPU (self or children) and emulator CPU around one measurement."""
-
-    def __init__(self, emulator: Emulator, children: bool) -> None:
-        self.emulator = emulator
-        self.who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-
-    def __enter__(self) -> Meter:
-        self.r0 = resource.getrusage(self.who)
-        self.e0 = self.emulator.cpu_seconds()
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.wall = time.perf_counter() - self.t0
-        r1 = resource.getrusage(self.who)
-        self.cpu = r1.ru_utime - self.r0.ru_utime + r1.ru_stime - self.r0.ru_stime
-        self.emulator_cpu = self.emulator.cpu_seconds() - self.e0
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: str) -> None:
         self.args = args
         self.workdir = workdir
         self.kubeconfig = os.path.join(workdir, "kubeconfig")
-        self.emulator = Emulator(self.kubeconfig)
+        self.emulator = TestingEmulator(self.kubeconfig)
         self.client = k8sstream.Client.from_kubeconfig(self.kubeconfig)
         self.kubectl = shutil.which("kubectl")
         # Containers are local processes: the container's working directory is a host path.
@@ -146,11 +132,9 @@ class Bench:
     def _kubectl(self, *args: str) -> None:
         assert self.kubectl
         argv = [self.kubectl, "--kubeconfig", self.kubeconfig, *args]
-        proc = _popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        proc = popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _, err = proc.communicate(timeout=RUN_TIMEOUT)
-        rc = _reap(proc, RUN_TIMEOUT)
+        rc = reap(proc, RUN_TIMEOUT)
         if rc:
             raise RuntimeError(f"kubectl {' '.join(args)} exited {rc}: {err.decode()[-500:]}")
 
@@ -217,10 +201,6 @@ def _remove(path: str) -> None:
 CASES = [(w, d) for w in ("file", "tree") for d in ("up", "down")]
 
 
-def _stats(values: List[float]) -> Dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def run_all(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
     tools = ["k8sstream"] + (["kubectl"] if bench.kubectl else [])
     if not bench.kubectl:
@@ -235,8 +215,7 @@ def run_all(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
         bench.transfer("file", "down", tool)()
     samples: Dict[str, List[Dict[str, Any]]] = {k: [] for k in cases}
     names = list(cases)
-    for run in range(args.runs):
-        order = names[run % len(names) :] + names[: run % len(names)]
+    for run, order in round_robin(names, args.runs):
         for name in order:
             r = cases[name]()
             samples[name].append(r)
@@ -253,7 +232,7 @@ def run_all(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
         s: Dict[str, Any] = {"runs": len(values), "bytes": values[0]["bytes"]}
         for key in ("mib_s", "files_s", "wall_s", "cpu_s", "emulator_cpu_s"):
             if key in values[0]:
-                s[key] = _stats([v[key] for v in values])
+                s[key] = spread([v[key] for v in values])
         if "files" in values[0]:
             s["files"] = values[0]["files"]
         summary[name] = s
@@ -313,36 +292,20 @@ def report(results: Dict[str, Any], markdown: bool) -> str:
         "client CPU: RUSAGE_SELF for k8sstream, RUSAGE_CHILDREN for kubectl; the remote tar "
         "runs under the emulator and is in neither",
     ]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        lines += ["", *(f"- {n}" for n in notes)]
-        return "\n".join(lines)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*row) for row in rows]
-    lines += ["", *notes]
-    return "\n".join(lines)
+    return "\n".join([*table(header, rows, markdown), "", *notes_lines(notes, markdown)])
 
 
 def environment(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
-    kubectl_version = "-"
+    version = "-"
     if bench.kubectl:
-        try:
-            out = subprocess.run(
-                [bench.kubectl, "--kubeconfig", bench.kubeconfig, "version", "-o", "json"],
-                capture_output=True,
-                timeout=30,
-            ).stdout
-            kubectl_version = json.loads(out)["clientVersion"]["gitVersion"]
-        except (ValueError, KeyError, subprocess.SubprocessError):
-            pass
+        version = kubectl_version(
+            [bench.kubectl, "--kubeconfig", bench.kubeconfig, "version", "-o", "json"]
+        )
     return {
         "runs": args.runs,
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
-        "kubectl_version": kubectl_version,
+        "kubectl_version": version,
         "k8sstream_version": k8sstream.__version__,
         "emulator": bench.emulator.banner,
         "tmpdir": args.tmpdir,
@@ -395,8 +358,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    atexit.register(_kill_children)
+    install_cleanup()
     workdir = tempfile.mkdtemp(prefix="k8sstream-bench-cp-", dir=args.tmpdir)
     # The emulator makes its container directories under TMPDIR: keep them next to ours.
     os.environ["TMPDIR"] = workdir
@@ -412,15 +374,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["target_vs_kubectl"] = TARGET_VS_KUBECTL
         results["environment"] = environment(bench, args)
         results["elapsed_s"] = time.time() - started
-        results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        os.makedirs(results_dir, exist_ok=True)
-        path = os.path.join(
-            results_dir, time.strftime("bench_cp-%Y%m%d-%H%M%S.json", time.localtime(started))
-        )
-        with open(path, "w") as f:
-            json.dump(results, f, indent=2)
-        print(report(results, args.markdown))
-        print(f"\nraw results: {path} ({results['elapsed_s']:.0f} s)")
+        publish("bench_cp", results, started, report, args.markdown)
         return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -432,7 +386,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 bench.emulator.stop()
             except Exception:
                 pass
-        _kill_children()
+        kill_children()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -28,18 +28,13 @@ the k8sstream stdout path once under cProfile: the main (consuming) thread and, 
 from __future__ import annotations
 
 import argparse
-import atexit
 import cProfile
 import functools
 import io
 import json
 import os
 import pstats
-import resource
-import select
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,16 +42,31 @@ import textwrap
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+# Run as ``python benchmarks/bench_exec.py``: make ``_common`` (next to this file) importable
+# from any working directory; it puts the checkout on sys.path for ``k8sstream``.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import k8sstream  # noqa: E402
+import _common
+from _common import (
+    REPO,
+    GiB,
+    MiB,
+    TestingEmulator,
+    install_cleanup,
+    kill_children,
+    kubectl_version,
+    popen,
+    publish,
+    reap,
+    round_robin,
+    spread,
+    table,
+)
+from _common import notes as notes_lines
 
-MiB = 1024 * 1024
-GiB = 1024 * MiB
+import k8sstream
+
 CHUNK = 1 * MiB
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 RUN_TIMEOUT = 120.0  # no single measurement may take longer than this
 
 TARGETS = {
@@ -67,114 +77,11 @@ TARGETS = {
 }
 
 
-# --- process hygiene ------------------------------------------------------------------------
-
-_children: List[subprocess.Popen] = []
-
-
-def _track(proc: subprocess.Popen) -> subprocess.Popen:
-    _children.append(proc)
-    return proc
-
-
-def _kill_children() -> None:
-    for proc in list(_children):
-        if proc.poll() is None:
-            try:
-                # Emulator and kubectl run in their own session: signal the whole group, so the
-                # emulator's container processes and kubectl's dispatcher child go too.
-                os.killpg(proc.pid, signal.SIGTERM)
-            except OSError:
-                pass
-    for proc in list(_children):
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            proc.wait()
-        _children.remove(proc)
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _popen(args: List[str], **kwargs: Any) -> subprocess.Popen:
-    return _track(subprocess.Popen(args, start_new_session=True, **kwargs))
-
-
-def _reap(proc: subprocess.Popen, timeout: float) -> int:
-    try:
-        rc = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    finally:
-        if proc in _children and proc.poll() is not None:
-            _children.remove(proc)
-    return rc
-
-
-# --- the emulator -----------------------------------------------------------------------------
-
-
-class Emulator:
-    """``python -m k8sstream.testing`` in its own process group."""
-
-    def __init__(self, kubeconfig: str) -> None:
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = _popen(
-            [sys.executable, "-m", "k8sstream.testing", "--kubeconfig", kubeconfig],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline().decode() if ready else ""
-        if "listening on" not in line:
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        self.banner = line.strip()
-        self.url = line.split("listening on ", 1)[1].split(";", 1)[0]
-
-    def cpu_seconds(self) -> float:
-        """The emulator's own user+system CPU (its container processes not included)."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        _reap(self.proc, 10)
-
-
 # --- measuring ----------------------------------------------------------------------------------
 
 
-class Meter:
+class Meter(_common.Meter):
     """Wall time, client CPU (self or children) and emulator CPU around one measurement."""
-
-    def __init__(self, emulator: Emulator, children: bool) -> None:
-        self.emulator = emulator
-        self.who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-
-    def __enter__(self) -> Meter:
-        self.r0 = resource.getrusage(self.who)
-        self.e0 = self.emulator.cpu_seconds()
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.wall = time.perf_counter() - self.t0
-        r1 = resource.getrusage(self.who)
-        self.cpu_user = r1.ru_utime - self.r0.ru_utime
-        self.cpu_sys = r1.ru_stime - self.r0.ru_stime
-        self.emulator_cpu = self.emulator.cpu_seconds() - self.e0
 
     def result(self, nbytes: int, expected: int) -> Dict[str, Any]:
         if nbytes != expected:
@@ -195,7 +102,7 @@ class Bench:
         self.args = args
         self.workdir = workdir
         self.kubeconfig = os.path.join(workdir, "kubeconfig")
-        self.emulator = Emulator(self.kubeconfig)
+        self.emulator = TestingEmulator(self.kubeconfig)
         self.client = k8sstream.Client.from_kubeconfig(self.kubeconfig)
         import kubernetes  # the official client
 
@@ -258,7 +165,7 @@ class Bench:
             "exec", "demo", "-c", "main", "--", "head", "-c", str(size), self.data_file
         )
         with Meter(self.emulator, children=True) as m:
-            proc = _popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            proc = popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
             n = 0
             buf = bytearray(CHUNK)
             fd = proc.stdout.fileno()  # type: ignore[union-attr]
@@ -271,7 +178,7 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise TimeoutError("kubectl stdout")
             proc.stdout.close()  # type: ignore[union-attr]
-            rc = _reap(proc, RUN_TIMEOUT)
+            rc = reap(proc, RUN_TIMEOUT)
         if rc:
             raise RuntimeError(f"kubectl exited {rc}")
         return m.result(n, size)
@@ -282,9 +189,9 @@ class Bench:
             if size < len(self.stdin_data):
                 raise ValueError("kubectl stdin uses the whole file")
             with Meter(self.emulator, children=True) as m:
-                proc = _popen(argv, stdin=src, stdout=subprocess.PIPE)
+                proc = popen(argv, stdin=src, stdout=subprocess.PIPE)
                 out, _ = proc.communicate(timeout=RUN_TIMEOUT)
-                _reap(proc, RUN_TIMEOUT)
+                reap(proc, RUN_TIMEOUT)
         if proc.returncode:
             raise RuntimeError(f"kubectl exited {proc.returncode}")
         return m.result(int(out.split()[0]), size)
@@ -363,8 +270,8 @@ class Bench:
         if client == "k8sstream":
             rc = k8sstream.call(["true"], pod="demo", container="main", client=self.client)
         elif client == "kubectl":
-            proc = _popen(self._kubectl("exec", "demo", "-c", "main", "--", "true"))
-            rc = _reap(proc, RUN_TIMEOUT)
+            proc = popen(self._kubectl("exec", "demo", "-c", "main", "--", "true"))
+            rc = reap(proc, RUN_TIMEOUT)
         else:
             resp = self._official_stream(["true"], stdin=False)
             while resp.is_open():
@@ -416,12 +323,12 @@ class Bench:
                 "complete": complete, "seconds": time.monotonic() - start}))
             """
         )
-        proc = _popen(
+        proc = popen(
             [sys.executable, "-c", code, REPO, self.kubeconfig, str(size), str(seconds)],
             stdout=subprocess.PIPE,
         )
         out, _ = proc.communicate(timeout=seconds + 60)
-        _reap(proc, 10)
+        reap(proc, 10)
         r = json.loads(out)
         r["over_idle_mib"] = (r["peak_kib"] - r["idle_kib"]) / 1024
         r["mib_s"] = r["bytes"] / MiB / r["seconds"]
@@ -467,12 +374,7 @@ def _random_file(path: str, size: int) -> None:
 def summarise(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"runs": len(samples), "bytes": samples[0]["bytes"]}
     for key in ("mib_s", "wall_s", "cpu_s_per_gib", "emulator_cpu_s_per_gib"):
-        values = [s[key] for s in samples]
-        out[key] = {
-            "median": statistics.median(values),
-            "min": min(values),
-            "max": max(values),
-        }
+        out[key] = spread([s[key] for s in samples])
     if "eof" in samples[0]:
         out["eof"] = samples[0]["eof"]
     return out
@@ -509,8 +411,7 @@ def run_all(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
             cases[f"latency/{client}"] = functools.partial(bench.latency, client)
     samples: Dict[str, List[Dict[str, Any]]] = {k: [] for k in cases}
     names = list(cases)
-    for run in range(args.runs):
-        order = names[run % len(names) :] + names[: run % len(names)]
+    for run, order in round_robin(names, args.runs):
         for name in order:
             r = cases[name]()
             samples[name].append(r)
@@ -528,9 +429,7 @@ def run_all(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
         "summary": {k: summarise(v) for k, v in samples.items() if not k.startswith("latency/")},
         "latency_ms": {
             k.split("/", 1)[1]: {
-                "median": statistics.median(s["wall_s"] for s in v) * 1000,
-                "min": min(s["wall_s"] for s in v) * 1000,
-                "max": max(s["wall_s"] for s in v) * 1000,
+                stat: seconds * 1000 for stat, seconds in spread([s["wall_s"] for s in v]).items()
             }
             for k, v in samples.items()
             if k.startswith("latency/")
@@ -619,36 +518,19 @@ def report(results: Dict[str, Any], markdown: bool) -> str:
         "RUSAGE_CHILDREN for kubectl; the emulator runs in its own process",
         "wall time includes connecting (kubectl: process start, kubeconfig, pod GET)",
     ]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        lines += ["", f"- {rss_line}", f"- {latency_line}"] + [f"- {n}" for n in notes]
-        return "\n".join(lines)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:{w}}}" for w in widths)
-    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
-    lines += [fmt.format(*row) for row in rows]
-    lines += ["", rss_line, latency_line, *notes]
+    lines = table(header, rows, markdown)
+    lines += ["", *notes_lines([rss_line, latency_line, *notes], markdown)]
     return "\n".join(lines)
 
 
 def environment(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
-    kubectl_version = "-"
-    if bench.kubectl:
-        try:
-            out = subprocess.run(
-                [*bench._kubectl("version", "-o", "json")],
-                capture_output=True,
-                timeout=30,
-            ).stdout
-            kubectl_version = json.loads(out)["clientVersion"]["gitVersion"]
-        except (ValueError, KeyError, subprocess.SubprocessError):
-            pass
     return {
         "runs": args.runs,
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
-        "kubectl_version": kubectl_version,
+        "kubectl_version": (
+            kubectl_version(bench._kubectl("version", "-o", "json")) if bench.kubectl else "-"
+        ),
         "kubernetes_version": bench.kubernetes.__version__,
         "k8sstream_version": k8sstream.__version__,
         "emulator": bench.emulator.banner,
@@ -737,8 +619,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    atexit.register(_kill_children)
+    install_cleanup()
     workdir = tempfile.mkdtemp(prefix="k8sstream-bench-")
     bench: Optional[Bench] = None
     try:
@@ -753,15 +634,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["targets"] = TARGETS
         results["environment"] = environment(bench, args)
         results["elapsed_s"] = time.time() - started
-        results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        os.makedirs(results_dir, exist_ok=True)
-        path = os.path.join(
-            results_dir, time.strftime("bench_exec-%Y%m%d-%H%M%S.json", time.localtime(started))
-        )
-        with open(path, "w") as f:
-            json.dump(results, f, indent=2)
-        print(report(results, args.markdown))
-        print(f"\nraw results: {path} ({results['elapsed_s']:.0f} s)")
+        publish("bench_exec", results, started, report, args.markdown)
         return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -772,7 +645,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 bench.emulator.stop()
             except Exception:
                 pass
-        _kill_children()
+        kill_children()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -34,15 +34,12 @@ Raw results go to ``benchmarks/results/`` (git-ignored) as JSON.
 from __future__ import annotations
 
 import argparse
-import atexit
 import cProfile
 import functools
 import io
-import json
 import os
 import pstats
 import re
-import resource
 import select
 import shutil
 import signal
@@ -56,17 +53,33 @@ import time
 import zlib
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+# Run as ``python benchmarks/bench_portforward.py``: make ``_common`` (next to this file)
+# importable from any working directory; it puts the checkout on sys.path for ``k8sstream``.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import k8sstream  # noqa: E402
+import _common
+from _common import (
+    CLK_TCK,
+    GiB,
+    KiB,
+    LineReader,
+    MiB,
+    install_cleanup,
+    kill_children,
+    kubectl_version,
+    popen,
+    proc_stat,
+    publish,
+    round_robin,
+    spread,
+    stop,
+    table,
+)
+from _common import notes as notes_lines
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
+import k8sstream
+
 CHUNK = 1 * MiB
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 RUN_TIMEOUT = 120.0  # no single measurement may take longer than this
 SOCK_TIMEOUT = 60.0  # no single socket operation may block longer than this
 POD = "bench"
@@ -144,53 +157,7 @@ def serve(kubeconfig: str, source_bytes: int) -> int:
     return 0
 
 
-# --- process hygiene ------------------------------------------------------------------------
-
-_children: List[subprocess.Popen] = []
-
-
-def _popen(args: List[str], **kwargs: Any) -> subprocess.Popen:
-    proc = subprocess.Popen(args, start_new_session=True, **kwargs)
-    _children.append(proc)
-    return proc
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 5.0, close_streams: bool = True) -> None:
-    """SIGTERM the process group, then SIGKILL after ``timeout``; always reaped."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except OSError:
-            pass
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        proc.wait()
-    if proc in _children:
-        _children.remove(proc)
-    if not close_streams:
-        return
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            try:
-                stream.close()
-            except OSError:
-                pass
-    if proc in _children:
-        _children.remove(proc)
-
-
-def _kill_children() -> None:
-    for proc in list(_children):
-        _stop(proc)
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+# --- child processes ----------------------------------------------------------------------
 
 
 def _session_stats(sid: int) -> Tuple[float, int]:
@@ -201,8 +168,7 @@ def _session_stats(sid: int) -> Tuple[float, int]:
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            fields = proc_stat(entry)
         except OSError:
             continue
         if int(fields[3]) == sid:
@@ -211,36 +177,11 @@ def _session_stats(sid: int) -> Tuple[float, int]:
     return cpu / CLK_TCK, threads
 
 
-class LineReader:
-    """Lines from a child's stdout pipe with a deadline (raw reads: select and a buffered
-    reader do not mix)."""
-
-    def __init__(self, stream: Any) -> None:
-        self.fd = stream.fileno()
-        self.pending = b""
-
-    def readline(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return ""
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if ready:
-                data = os.read(self.fd, 65536)
-                if not data:
-                    return ""
-                self.pending += data
-        line, _, self.pending = self.pending.partition(b"\n")
-        return line.decode(errors="replace") + "\n"
-
-
-class Emulator:
+class Emulator(_common.Emulator):
     """This file's ``--serve`` mode in its own process group."""
 
     def __init__(self, kubeconfig: str, source_bytes: int) -> None:
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = _popen(
+        super().__init__(
             [
                 sys.executable,
                 os.path.abspath(__file__),
@@ -249,22 +190,8 @@ class Emulator:
                 "--source-bytes",
                 str(source_bytes),
             ],
-            stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,  # never written: its EOF tells the emulator we are gone
-            env=env,
         )
-        line = LineReader(self.proc.stdout).readline(30)
-        if "listening on" not in line:
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        self.banner = line.strip()
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def stop(self) -> None:
-        _stop(self.proc, 10)
 
 
 class Kubectl:
@@ -289,7 +216,7 @@ class Kubectl:
             f":{SINK_PORT}",
             f":{SOURCE_PORT}",
         ]
-        self.proc = _popen(
+        self.proc = popen(
             args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=self._stderr, env=env
         )
         self.ports: Dict[int, int] = {}
@@ -323,7 +250,7 @@ class Kubectl:
         return _session_stats(self.proc.pid)
 
     def stop(self) -> None:
-        _stop(self.proc, 5, close_streams=False)
+        stop(self.proc, 5, close_streams=False)
         if self._drain is not None:
             self._drain.join(5)  # kubectl is gone: its stdout is at EOF
         self.proc.stdout.close()  # type: ignore[union-attr]
@@ -333,26 +260,19 @@ class Kubectl:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-class Meter:
+class Meter(_common.Meter):
     """Wall time, benchmark-process CPU, kubectl CPU (if any) and emulator CPU."""
 
     def __init__(self, emulator: Emulator, kubectl: Optional[Kubectl]) -> None:
-        self.emulator = emulator
+        super().__init__(emulator, children=False)
         self.kubectl = kubectl
 
-    def __enter__(self) -> Meter:
-        self.r0 = resource.getrusage(resource.RUSAGE_SELF)
-        self.e0 = self.emulator.cpu_seconds()
+    def _start(self) -> None:
         self.k0 = self.kubectl.stats()[0] if self.kubectl else 0.0
-        self.t0 = time.perf_counter()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.wall = time.perf_counter() - self.t0
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        self.self_cpu = (r1.ru_utime - self.r0.ru_utime) + (r1.ru_stime - self.r0.ru_stime)
+    def _stop(self) -> None:
+        self.self_cpu = self.cpu
         self.kubectl_cpu = (self.kubectl.stats()[0] - self.k0) if self.kubectl else 0.0
-        self.emulator_cpu = self.emulator.cpu_seconds() - self.e0
 
     def result(self, nbytes: int) -> Dict[str, Any]:
         return {
@@ -765,10 +685,6 @@ def build_cases(bench: Bench, args: argparse.Namespace) -> Dict[str, Callable[[]
     return cases
 
 
-def _spread(values: List[float]) -> Dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def summarise(name: str, samples: List[Dict[str, Any]]) -> Dict[str, Any]:
     out: Dict[str, Any] = {"runs": len(samples)}
     keys: Tuple[str, ...]
@@ -792,7 +708,7 @@ def summarise(name: str, samples: List[Dict[str, Any]]) -> Dict[str, Any]:
         )
         out["bytes"] = samples[0]["bytes"]
     for key in keys:
-        out[key] = _spread([s[key] for s in samples])
+        out[key] = spread([s[key] for s in samples])
     return out
 
 
@@ -810,8 +726,7 @@ def run_all(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
             bench.latency(c, 200)
     finally:
         bench.end_run()
-    for run in range(args.runs):
-        order = names[run % len(names) :] + names[: run % len(names)]
+    for run, order in round_robin(names, args.runs):
         bench.start_run(need_kubectl=any(KUBECTL in n or K8S_CLI in n for n in names))
         try:
             for name in order:
@@ -878,17 +793,6 @@ def _mmm(s: Dict[str, float], fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
 
 
-def _table(header: List[str], rows: List[List[str]], markdown: bool) -> List[str]:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        return lines + ["| " + " | ".join(row) + " |" for row in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:{w}}}" for w in widths)
-    return [fmt.format(*header), fmt.format(*("-" * w for w in widths))] + [
-        fmt.format(*row) for row in rows
-    ]
-
-
 def report(results: Dict[str, Any], markdown: bool) -> str:
     summary = results["summary"]
     rat = results["ratios"]
@@ -915,7 +819,7 @@ def report(results: Dict[str, Any], markdown: bool) -> str:
                 _verdict(name, rat.get(name), client),
             ]
         )
-    lines += _table(
+    lines += table(
         [
             "test",
             "client",
@@ -943,7 +847,7 @@ def report(results: Dict[str, Any], markdown: bool) -> str:
                 _verdict(name, rat.get(name), client),
             ]
         )
-    lines += _table(
+    lines += table(
         [
             "latency (64 B round trip)",
             "round trips/run",
@@ -973,7 +877,7 @@ def report(results: Dict[str, Any], markdown: bool) -> str:
                 threads,
             ]
         )
-    lines += _table(
+    lines += table(
         [
             f"concurrency ({CONN_BYTES // KiB} KiB echoed each)",
             "connections",
@@ -1004,26 +908,20 @@ def report(results: Dict[str, Any], markdown: bool) -> str:
             "FAILED cases: " + "; ".join(f"{k}: {v[0]}" for k, v in results["errors"].items())
         )
     lines.append("")
-    lines += [f"- {n}" if markdown else n for n in notes]
+    lines += notes_lines(notes, markdown)
     return "\n".join(lines)
 
 
 def environment(bench: Bench, args: argparse.Namespace) -> Dict[str, Any]:
-    kubectl_version = "-"
+    version = "-"
     if bench.kubectl_path:
-        try:
-            exe = bench.kubectl_exe or bench.kubectl_path
-            out = subprocess.run(
-                [exe, "version", "--client", "-o", "json"], capture_output=True, timeout=30
-            ).stdout
-            kubectl_version = json.loads(out)["clientVersion"]["gitVersion"]
-        except (ValueError, KeyError, subprocess.SubprocessError):
-            pass
+        exe = bench.kubectl_exe or bench.kubectl_path
+        version = kubectl_version([exe, "version", "--client", "-o", "json"])
     return {
         "runs": args.runs,
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],
-        "kubectl_version": kubectl_version,
+        "kubectl_version": version,
         "kubernetes_version": bench.kubernetes.__version__,
         "k8sstream_version": getattr(k8sstream, "__version__", "?"),
         "emulator": bench.emulator.banner,
@@ -1149,8 +1047,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.serve:
         return serve(args.serve, args.source_bytes)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    atexit.register(_kill_children)
+    install_cleanup()
     workdir = tempfile.mkdtemp(prefix="k8sstream-bench-pf-")
     bench: Optional[Bench] = None
     try:
@@ -1165,16 +1062,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["targets"] = TARGETS
         results["environment"] = environment(bench, args)
         results["elapsed_s"] = time.time() - started
-        results_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        os.makedirs(results_dir, exist_ok=True)
-        path = os.path.join(
-            results_dir,
-            time.strftime("bench_portforward-%Y%m%d-%H%M%S.json", time.localtime(started)),
-        )
-        with open(path, "w") as f:
-            json.dump(results, f, indent=2)
-        print(report(results, args.markdown))
-        print(f"\nraw results: {path} ({results['elapsed_s']:.0f} s)")
+        publish("bench_portforward", results, started, report, args.markdown)
         return 1 if results["errors"] else 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -1189,7 +1077,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 bench.emulator.stop()
             except Exception:
                 pass
-        _kill_children()
+        kill_children()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
