@@ -21,10 +21,9 @@ import socket
 import struct
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Set, Tuple, Union, cast
+from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
 from websocket import ABNF
-from websocket._exceptions import WebSocketProtocolException
 
 from .._channel import V4, V4_BASE64, ChannelProtocol, decode_message, encode_message
 from .._spdy import (
@@ -42,7 +41,7 @@ from .._spdy import (
 from ..errors import RemoteProtocolError
 from ._faults import Faults
 from ._runtime import spawn_thread
-from ._websocket import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, FrameTooLarge, WebSocket
+from ._websocket import CLOSE_NORMAL, WebSocket
 
 __all__ = [
     "LEGACY_PROTOCOLS",
@@ -178,39 +177,10 @@ class _WebSocketSession:
             self.reader_done.set()
 
     def _read_loop(self, on_message: Callable[[int, bytes], bool]) -> None:
-        ws = self.ws
-        while True:
-            try:
-                frame = ws.recv_frame()
-            except FrameTooLarge as exc:
-                log.info("[%s] %s; closing", self.tag, exc)
-                self._end_by_client(CLOSE_NORMAL)
-                return
-            except WebSocketProtocolException as exc:
-                log.info("[%s] protocol error from client: %s", self.tag, exc)
-                self._end_by_client(CLOSE_PROTOCOL_ERROR)
-                return
-            except (EOFError, OSError):
-                self.client_gone = True
-                return
-            if not frame.mask_value:
-                log.info("[%s] unmasked client frame; closing with 1002", self.tag)
-                self._end_by_client(CLOSE_PROTOCOL_ERROR)
-                return
-            opcode = frame.opcode
-            if opcode == ABNF.OPCODE_CLOSE:
-                self._end_by_client(CLOSE_NORMAL)
-                return
-            if opcode == ABNF.OPCODE_PING:
-                try:
-                    ws.send(ABNF.OPCODE_PONG, cast(bytes, frame.data))
-                except OSError:
-                    return
-                continue
-            if opcode == ABNF.OPCODE_PONG:
-                continue
-            if not on_message(opcode, cast(bytes, frame.data)):
-                return
+        self.ws.read_client_frames(self.tag, on_message, self._end_by_client, self._lost)
+
+    def _lost(self) -> None:
+        self.client_gone = True
 
     def _end_by_client(self, code: int) -> None:
         self.client_gone = True

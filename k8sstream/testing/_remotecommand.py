@@ -12,10 +12,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, List, Optional, cast
-
-from websocket import ABNF
-from websocket._exceptions import WebSocketProtocolException
+from typing import Callable, List, Optional
 
 from .._channel import (
     CHANNEL_COUNT,
@@ -38,7 +35,7 @@ from .._status import (
 )
 from ..errors import RemoteProtocolError
 from ._runtime import ExecFailure, Process, pump, spawn_thread
-from ._websocket import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, FrameTooLarge, WebSocket
+from ._websocket import CLOSE_NORMAL, WebSocket
 
 __all__ = ["MainProcess", "Session", "StreamOptions", "run_attach", "run_exec"]
 
@@ -170,62 +167,45 @@ class Session:
         on_close_stdin: Callable[[], None],
         on_resize: Callable[[int, int], None],
     ) -> None:
-        ws = self.ws
-        while True:
-            try:
-                frame = ws.recv_frame()
-            except FrameTooLarge as exc:
-                log.info("[%s] %s; closing", self.tag, exc)
+        def on_message(_opcode: int, data: bytes) -> bool:
+            return self._on_message(data, on_stdin, on_close_stdin, on_resize)
+
+        self.ws.read_client_frames(self.tag, on_message, self._end_by_client)
+
+    def _on_message(
+        self,
+        data: bytes,
+        on_stdin: Callable[[bytes], None],
+        on_close_stdin: Callable[[], None],
+        on_resize: Callable[[int, int], None],
+    ) -> bool:
+        """One data message; False once it has ended the session."""
+        if not data or self.finished:
+            return True
+        if self.protocol.can_close_stdin and data[0] == CLOSE_SIGNAL:
+            if len(data) != 2 or data[1] >= CHANNEL_COUNT:
+                log.info("[%s] invalid CLOSE signal %r; closing", self.tag, bytes(data[:8]))
                 self._end_by_client(CLOSE_NORMAL)
-                return
-            except WebSocketProtocolException as exc:
-                log.info("[%s] protocol error from client: %s", self.tag, exc)
-                self._end_by_client(CLOSE_PROTOCOL_ERROR)
-                return
-            except (EOFError, OSError):
-                return
-            if not frame.mask_value:
-                log.info("[%s] unmasked client frame; closing with 1002", self.tag)
-                self._end_by_client(CLOSE_PROTOCOL_ERROR)
-                return
-            opcode = frame.opcode
-            if opcode == ABNF.OPCODE_CLOSE:
-                self._end_by_client(CLOSE_NORMAL)
-                return
-            if opcode == ABNF.OPCODE_PING:
-                try:
-                    ws.send(ABNF.OPCODE_PONG, cast(bytes, frame.data))
-                except OSError:
-                    return
-                continue
-            if opcode == ABNF.OPCODE_PONG:
-                continue
-            data = cast(bytes, frame.data)  # frame_buffer never decodes text frames
-            if not data or self.finished:
-                continue
-            if self.protocol.can_close_stdin and data[0] == CLOSE_SIGNAL:
-                if len(data) != 2 or data[1] >= CHANNEL_COUNT:
-                    log.info("[%s] invalid CLOSE signal %r; closing", self.tag, bytes(data[:8]))
-                    self._end_by_client(CLOSE_NORMAL)
-                    return
-                if data[1] == STDIN and not self.stdin_closed:
-                    self.stdin_closed = True
-                    on_close_stdin()
-                elif data[1] == RESIZE:
-                    self._resize_failed = True
-                continue
-            try:
-                channel, payload = decode_message(self.protocol, data)
-            except RemoteProtocolError as exc:
-                log.info("[%s] dropped a message: %s", self.tag, exc)
-                continue
-            if channel == STDIN:
-                if not self.stdin_closed and payload:
-                    on_stdin(payload)
-            elif channel == RESIZE:
-                self._resize(payload, on_resize)
-            elif channel >= CHANNEL_COUNT:
-                log.debug("[%s] dropped a message for unknown channel %d", self.tag, channel)
+                return False
+            if data[1] == STDIN and not self.stdin_closed:
+                self.stdin_closed = True
+                on_close_stdin()
+            elif data[1] == RESIZE:
+                self._resize_failed = True
+            return True
+        try:
+            channel, payload = decode_message(self.protocol, data)
+        except RemoteProtocolError as exc:
+            log.info("[%s] dropped a message: %s", self.tag, exc)
+            return True
+        if channel == STDIN:
+            if not self.stdin_closed and payload:
+                on_stdin(payload)
+        elif channel == RESIZE:
+            self._resize(payload, on_resize)
+        elif channel >= CHANNEL_COUNT:
+            log.debug("[%s] dropped a message for unknown channel %d", self.tag, channel)
+        return True
 
     def _end_by_client(self, code: int) -> None:
         with self._lock:

@@ -11,14 +11,16 @@ import fcntl
 import logging
 import os
 import secrets
+import select
 import signal
+import socket
 import struct
 import subprocess
 import termios
 import threading
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["ExecFailure", "Process", "pump", "spawn_thread"]
+__all__ = ["ExecFailure", "Process", "accept_connections", "pump", "spawn_thread"]
 
 log = logging.getLogger("k8sstream.testing")
 
@@ -280,3 +282,24 @@ def spawn_thread(name: str, target: Callable[[], None]) -> threading.Thread:
     thread = threading.Thread(target=target, name=f"k8sstream-emulator-{name}", daemon=True)
     thread.start()
     return thread
+
+
+def accept_connections(
+    listener: socket.socket, wake_fd: int, stopping: threading.Event
+) -> Iterator[socket.socket]:
+    """Accepted sockets until ``stopping`` is set; a byte on ``wake_fd`` makes it look.
+
+    Polling the wake pipe too is what lets ``stop()`` interrupt a blocked accept.
+    """
+    poller = select.poll()
+    poller.register(listener.fileno(), select.POLLIN)
+    poller.register(wake_fd, select.POLLIN)
+    while not stopping.is_set():
+        events = poller.poll()
+        if any(fd == wake_fd for fd, _ in events) or stopping.is_set():
+            return
+        try:
+            sock, _addr = listener.accept()
+        except OSError:
+            continue
+        yield sock

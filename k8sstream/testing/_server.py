@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import select
 import shutil
 import socket
 import ssl
@@ -64,7 +63,7 @@ from ._portforward import (
     forward_error,
 )
 from ._remotecommand import MainProcess, Session, StreamOptions, run_attach, run_exec
-from ._runtime import ExecFailure, Process, container_env, spawn_thread
+from ._runtime import ExecFailure, Process, accept_connections, container_env, spawn_thread
 from ._websocket import WebSocket, accept_key
 from ._wire import HttpError, Request, Wire, format_response, read_request, reason_phrase
 
@@ -498,18 +497,7 @@ class ApiServer:
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
-        listener = self._listener
-        poller = select.poll()
-        poller.register(listener.fileno(), select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        while not self._stopping.is_set():
-            events = poller.poll()
-            if any(fd == self._wake_r for fd, _ in events) or self._stopping.is_set():
-                return
-            try:
-                sock, _addr = listener.accept()
-            except OSError:
-                continue
+        for sock in accept_connections(self._listener, self._wake_r, self._stopping):
             if self._stopping.is_set():
                 sock.close()
                 return
@@ -626,8 +614,9 @@ class ApiServer:
         wire.sendall(data)
         return keep_alive
 
-    def _raw_and_close(self, wire: Wire, data: bytes) -> bool:
-        """A response written on the hijacked connection, which is then closed."""
+    def _refuse_and_close(self, wire: Wire, request: Request, data: bytes) -> bool:
+        """A refusal written on the hijacked connection, which is then closed."""
+        self._record(request)
         self._send_quietly(wire, data)
         wire.shutdown_write()
         raise _Upgraded()
@@ -923,6 +912,47 @@ class ApiServer:
             },
         )
 
+    def _refuse_non_websocket(
+        self, wire: Wire, request: Request, kubectl_version: str, fallback_env: str
+    ) -> bool:
+        self._record(request)
+        # A real server would speak SPDY here; refusing it makes a client's fallback visible.
+        return self._respond_status(
+            wire,
+            request,
+            400,
+            "BadRequest",
+            f"the k8sstream emulator does not implement {request.header('Upgrade') or 'this'}"
+            f" streaming; use WebSocket (kubectl {kubectl_version}+ does unless "
+            f"{fallback_env}=false)",
+            close=True,
+        )
+
+    def _complete_upgrade(
+        self, wire: Wire, request: Request, buffer: bytearray, tag: str, selected: str
+    ) -> WebSocket:
+        """Send the 101 for ``selected`` and hand the connection, with any bytes the client
+        sent early, to a WebSocket. Raises _Upgraded if a fault drops it right away."""
+        self._record(request, selected)
+        key = request.header("Sec-WebSocket-Key") or ""
+        wire.sendall(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\n"
+                "Upgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
+                f"Sec-WebSocket-Protocol: {selected}\r\n"
+                "\r\n"
+            ).encode("latin-1")
+        )
+        if self.faults.take_close_after_upgrade(request.path):
+            log.info("[%s] closing right after the 101 (fault)", tag)
+            wire.abort()
+            raise _Upgraded()
+        ws = WebSocket(wire, bytes(buffer))
+        buffer.clear()
+        return ws
+
     # -- exec / attach --
 
     def _handle_stream(
@@ -997,10 +1027,10 @@ class ApiServer:
         is_websocket = is_upgrade and (request.header("Upgrade") or "").lower() == "websocket"
         refusal = self.faults.take_refusal(request.path) if is_upgrade else None
         if refusal is not None:
-            self._record(request)
             log.info("[%s] refusing the upgrade with %d (fault)", tag, refusal.status)
-            return self._raw_and_close(
+            return self._refuse_and_close(
                 wire,
+                request,
                 format_response(
                     refusal.status, [("Content-Type", refusal.content_type)], refusal.body
                 ),
@@ -1015,17 +1045,8 @@ class ApiServer:
                 wire, request, buffer, tag, record, ports, is_websocket=is_websocket
             )
         if not is_websocket:
-            self._record(request)
-            # A real server would speak SPDY here; refusing it makes a client's fallback visible.
-            return self._respond_status(
-                wire,
-                request,
-                400,
-                "BadRequest",
-                f"the k8sstream emulator does not implement {request.header('Upgrade') or 'this'}"
-                " streaming; use WebSocket (kubectl 1.30+ does unless "
-                "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)",
-                close=True,
+            return self._refuse_non_websocket(
+                wire, request, "1.30", "KUBECTL_REMOTE_COMMAND_WEBSOCKETS"
             )
         assert container is not None
         options = StreamOptions(
@@ -1035,7 +1056,7 @@ class ApiServer:
             tty=_bool_param(request.query.get("tty")),
         )
         offer = request.header("Sec-WebSocket-Protocol")
-        offered = [p.strip() for p in (offer or "").split(",") if p.strip()]
+        offered = _offered_protocols(offer)
         path_a = self._path_a and V5.name in offered
         with self._lock:
             main = self._mains.get((namespace, name, container.name))
@@ -1043,42 +1064,22 @@ class ApiServer:
         if not path_a:
             # The kubelet's checks come before the runtime's WebSocket handshake.
             if not options.any_stream:
-                self._record(request)
-                return self._raw_and_close(
+                return self._refuse_and_close(
                     wire,
+                    request,
                     _go_http_error(400, "you must specify at least 1 of stdin, stdout, stderr"),
                 )
             if not running:
-                self._record(request)
-                return self._raw_and_close(
-                    wire, _go_http_error(500, f'container not found ("{container.name}")')
+                return self._refuse_and_close(
+                    wire, request, _go_http_error(500, f'container not found ("{container.name}")')
                 )
         handshake_error = _xnet_handshake_error(request)
         if handshake_error is not None:
-            self._record(request)
-            return self._raw_and_close(wire, handshake_error)
+            return self._refuse_and_close(wire, request, handshake_error)
         selected = select_protocol(offer, [V5.name] if path_a else list(self._path_b))
         if selected is None:
-            self._record(request)
-            return self._raw_and_close(wire, b"HTTP/1.1 403 Forbidden\r\n\r\n")
-        self._record(request, selected)
-        key = request.header("Sec-WebSocket-Key") or ""
-        wire.sendall(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\n"
-                "Upgrade: websocket\r\n"
-                "Connection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
-                f"Sec-WebSocket-Protocol: {selected}\r\n"
-                "\r\n"
-            ).encode("latin-1")
-        )
-        if self.faults.take_close_after_upgrade(request.path):
-            log.info("[%s] closing right after the 101 (fault)", tag)
-            wire.abort()
-            raise _Upgraded()
-        ws = WebSocket(wire, bytes(buffer))
-        buffer.clear()
+            return self._refuse_and_close(wire, request, b"HTTP/1.1 403 Forbidden\r\n\r\n")
+        ws = self._complete_upgrade(wire, request, buffer, tag, selected)
         session = Session(
             ws,
             PROTOCOLS[selected],
@@ -1144,20 +1145,11 @@ class ApiServer:
         is_websocket: bool,
     ) -> bool:
         if not is_websocket:
-            self._record(request)
-            # A real server would speak SPDY here; refusing it makes a client's fallback visible.
-            return self._respond_status(
-                wire,
-                request,
-                400,
-                "BadRequest",
-                f"the k8sstream emulator does not implement {request.header('Upgrade') or 'this'}"
-                " streaming; use WebSocket (kubectl 1.31+ does unless "
-                "KUBECTL_PORT_FORWARD_WEBSOCKETS=false)",
-                close=True,
+            return self._refuse_non_websocket(
+                wire, request, "1.31", "KUBECTL_PORT_FORWARD_WEBSOCKETS"
             )
         offer = request.header("Sec-WebSocket-Protocol")
-        offered = [p.strip() for p in (offer or "").split(",") if p.strip()]
+        offered = _offered_protocols(offer)
         tunnel = [
             p[len(TUNNEL_PREFIX) :]
             for p in offered
@@ -1176,13 +1168,13 @@ class ApiServer:
             # Path C: the API server upgrades to the runtime with SPDY first; the runtime's
             # httpstream.Handshake speaks only portforward.k8s.io (PROTOCOL.md 10.1).
             if PORT_FORWARD_PROTOCOL not in tunnel:
-                self._record(request)
                 message = (
                     "unable to upgrade: unable to negotiate protocol: client supports "
                     f"[{' '.join(tunnel)}], server accepts [{PORT_FORWARD_PROTOCOL}]"
                 )
-                return self._raw_and_close(
+                return self._refuse_and_close(
                     wire,
+                    request,
                     format_response(
                         403,
                         [
@@ -1195,44 +1187,25 @@ class ApiServer:
                 )
             handshake_error = _gorilla_handshake_error(request)
             if handshake_error is not None:
-                self._record(request)
-                return self._raw_and_close(wire, handshake_error)
+                return self._refuse_and_close(wire, request, handshake_error)
             selected = TUNNEL_PROTOCOL
         else:
             # Path B: the kubelet checks the ports before the runtime's x/net handshake.
             kubelet_error = _kubelet_port_error(request, ports)
             if kubelet_error is not None:
-                self._record(request)
-                return self._raw_and_close(
-                    wire, format_response(400, [("Content-Type", _TEXT_TYPE)], kubelet_error)
+                return self._refuse_and_close(
+                    wire,
+                    request,
+                    format_response(400, [("Content-Type", _TEXT_TYPE)], kubelet_error),
                 )
             handshake_error = _xnet_handshake_error(request)
             if handshake_error is not None:
-                self._record(request)
-                return self._raw_and_close(wire, handshake_error)
+                return self._refuse_and_close(wire, request, handshake_error)
             legacy = select_protocol(offer, list(LEGACY_PROTOCOLS))
             if legacy is None:
-                self._record(request)
-                return self._raw_and_close(wire, b"HTTP/1.1 403 Forbidden\r\n\r\n")
+                return self._refuse_and_close(wire, request, b"HTTP/1.1 403 Forbidden\r\n\r\n")
             selected = legacy
-        self._record(request, selected)
-        key = request.header("Sec-WebSocket-Key") or ""
-        wire.sendall(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\n"
-                "Upgrade: websocket\r\n"
-                "Connection: Upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept_key(key)}\r\n"
-                f"Sec-WebSocket-Protocol: {selected}\r\n"
-                "\r\n"
-            ).encode("latin-1")
-        )
-        if self.faults.take_close_after_upgrade(request.path):
-            log.info("[%s] closing right after the 101 (fault)", tag)
-            wire.abort()
-            raise _Upgraded()
-        ws = WebSocket(wire, bytes(buffer))
-        buffer.clear()
+        ws = self._complete_upgrade(wire, request, buffer, tag, selected)
         if tunnel:
             session = TunnelSession(
                 ws,
@@ -1283,6 +1256,10 @@ class ApiServer:
     def _untrack_exec(self, process: Process) -> None:
         with self._lock:
             self._execs.discard(process)
+
+
+def _offered_protocols(offer: Optional[str]) -> List[str]:
+    return [p.strip() for p in (offer or "").split(",") if p.strip()]
 
 
 def _go_http_error(status: int, text: str) -> bytes:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import select
 import socket
 import threading
 from typing import Optional, Set, Tuple, TypeVar
 
-from ._runtime import spawn_thread
+from ._runtime import accept_connections, spawn_thread
 
 __all__ = ["EchoServer", "SinkServer"]
 
@@ -97,18 +96,7 @@ class _TcpService:
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
-        listener = self._listener
-        poller = select.poll()
-        poller.register(listener.fileno(), select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        while not self._stopping.is_set():
-            events = poller.poll()
-            if any(fd == self._wake_r for fd, _ in events) or self._stopping.is_set():
-                return
-            try:
-                sock, _addr = listener.accept()
-            except OSError:
-                continue
+        for sock in accept_connections(self._listener, self._wake_r, self._stopping):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._threads = {t for t in self._threads if t.is_alive()}

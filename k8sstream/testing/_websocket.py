@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import struct
 import threading
-from typing import Optional
+from typing import Callable, Optional, cast
 
 from websocket import ABNF
 from websocket._abnf import frame_buffer
@@ -20,6 +21,8 @@ from .._masking import mask
 from ._wire import Wire
 
 __all__ = ["FrameTooLarge", "WebSocket", "accept_key"]
+
+log = logging.getLogger("k8sstream.testing")
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # x/net's DefaultMaxPayloadBytes: a larger frame ends the receive loop.
@@ -146,3 +149,51 @@ class WebSocket:
             self.send(ABNF.OPCODE_CLOSE, payload)
         except OSError:
             self.broken = True
+
+    def read_client_frames(
+        self,
+        tag: str,
+        on_message: Callable[[int, bytes], bool],
+        end_by_client: Callable[[int], None],
+        on_lost: Optional[Callable[[], None]] = None,
+    ) -> None:
+        """x/net's receive loop, shared by every session (PROTOCOL.md 4.2-7, 8.1).
+
+        Control frames are answered here; each data frame goes to ``on_message(opcode, data)``
+        until it returns False. ``end_by_client(code)`` runs where the client ends the session
+        and should send Close ``code``; ``on_lost`` where the connection drops without a Close.
+        """
+        while True:
+            try:
+                frame = self.recv_frame()
+            except FrameTooLarge as exc:
+                log.info("[%s] %s; closing", tag, exc)
+                end_by_client(CLOSE_NORMAL)
+                return
+            except WebSocketProtocolException as exc:
+                log.info("[%s] protocol error from client: %s", tag, exc)
+                end_by_client(CLOSE_PROTOCOL_ERROR)
+                return
+            except (EOFError, OSError):
+                if on_lost is not None:
+                    on_lost()
+                return
+            if not frame.mask_value:
+                log.info("[%s] unmasked client frame; closing with 1002", tag)
+                end_by_client(CLOSE_PROTOCOL_ERROR)
+                return
+            opcode = frame.opcode
+            if opcode == ABNF.OPCODE_CLOSE:
+                end_by_client(CLOSE_NORMAL)
+                return
+            if opcode == ABNF.OPCODE_PING:
+                try:
+                    self.send(ABNF.OPCODE_PONG, cast(bytes, frame.data))
+                except OSError:
+                    return
+                continue
+            if opcode == ABNF.OPCODE_PONG:
+                continue
+            # frame_buffer never decodes text frames
+            if not on_message(opcode, cast(bytes, frame.data)):
+                return
