@@ -325,7 +325,10 @@ class RemoteCommandConnection:
         if self.exit_status is not None:
             self.state = ConnectionState.CLOSED
             return self.exit_status
-        if self.protocol.json_status and not self._error_data:
+        # Before v4 success sends no status at all, so only the server's close frame tells a
+        # finished command from a dropped connection (the real server always sends one).
+        lost = self.protocol.json_status or close_code is None
+        if lost and not self._error_data:
             self.state = ConnectionState.ERROR
             how = f"close code {close_code}" if close_code is not None else "no close frame"
             raise StreamClosedError(

@@ -755,9 +755,13 @@ def test_v1_json_lookalike_is_not_a_status_early(protocol):
 
 
 @text_protocols
-def test_v1_connection_lost_without_close_frame_is_success(protocol):
-    # v1 has no way to tell a clean exit from a lost connection (PROTOCOL.md 5.3 step 1).
-    assert make(protocol).connection_lost(None).returncode == 0
+def test_v1_end_without_close_frame_is_a_lost_connection(protocol):
+    # Before v4 a successful command sends no status (PROTOCOL.md 5.3 step 1), so an empty
+    # error channel means success only when the server closed properly (it always sends
+    # Close 1000); a TCP drop without a close frame must not pass for exit 0.
+    assert make(protocol).connection_lost(1000).returncode == 0
+    with pytest.raises(StreamClosedError):
+        make(protocol).connection_lost(None)
 
 
 @pytest.mark.parametrize("protocol", [V5, V1], ids=_ids)

@@ -349,7 +349,7 @@ def test_upgrade_refusals_are_api_errors(client, emulator, status, with_body):
     )
 
 
-def fake_proxy(behaviour: str) -> ScriptedServer:
+def fake_proxy(behaviour: str, release: Optional[threading.Event] = None) -> ScriptedServer:
     def script(sock: socket.socket) -> None:
         request = b""
         while b"\r\n\r\n" not in request:
@@ -367,6 +367,8 @@ def fake_proxy(behaviour: str) -> ScriptedServer:
             )
         elif behaviour == "garbage":
             sock.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        elif behaviour == "hang" and release is not None:
+            release.wait(10)  # accepts CONNECT and never answers
         # "drop": close without a word
 
     return ScriptedServer(script)
@@ -390,6 +392,69 @@ def test_proxy_refusing_or_dropping_connect(tmp_path, behaviour):
     assert "pr0xy-pass" not in text and "s3cret" not in text
     assert watch.elapsed < TIMEOUT
     record("proxy", f"proxy CONNECT: {behaviour}", "ProxyError", seconds=watch.elapsed)
+
+
+def test_proxy_that_hangs_on_connect(tmp_path):
+    release = threading.Event()
+    proxy = fake_proxy("hang", release)
+    try:
+        path = kubeconfig(
+            tmp_path / "kc",
+            "https://10.0.0.1:6443",
+            proxy=f"http://user:pr0xy-pass@127.0.0.1:{proxy.port}",
+        )
+        with Client.from_kubeconfig(path) as client:
+            with Stopwatch() as watch, pytest.raises((TimeoutExpired, ConnectError)) as info:
+                k8sstream.run(["true"], pod="p", client=client, timeout=1.0)
+    finally:
+        release.set()
+        proxy.close()
+    assert watch.elapsed < 1.0 + SLACK, f"took {watch.elapsed:.2f} s"
+    assert "pr0xy-pass" not in str(info.value)
+    record(
+        "proxy",
+        "proxy CONNECT: accepted, never answered; run(timeout=1)",
+        type(info.value).__name__,
+        seconds=watch.elapsed,
+    )
+
+
+@pytest.mark.parametrize("protocol", ["v4.channel.k8s.io", "channel.k8s.io"])
+def test_legacy_protocol_connection_faults(peer, protocol):
+    """Faults on the protocols older servers speak: v4 JSON statuses, v1 text statuses."""
+
+    def cut_mid_frame(sock, headers):
+        answer_upgrade(sock, headers, protocol)
+        sock.sendall(binary(b"\x01partial") + binary(b"\x01" + b"y" * 999)[:300])
+
+    exc, elapsed = expect(StreamClosedError, peer(cut_mid_frame), subprotocols=[protocol])
+    assert exc.output == b"partial"
+    record(
+        "connection",
+        f"{protocol}: TCP closed mid-frame",
+        "StreamClosedError; earlier output kept",
+        seconds=elapsed,
+    )
+
+    def status_then_reset(sock, headers):
+        answer_upgrade(sock, headers, protocol)
+        status = (
+            exit_code_status(4)
+            if protocol.startswith("v4")
+            else b"command terminated with non-zero exit code: exit code 4"
+        )
+        sock.sendall(binary(b"\x01out") + binary(b"\x03" + status))
+        # EOF without a close frame after the status: the status still decides
+
+    with Stopwatch() as watch:
+        result = run_capture(peer(status_then_reset), subprotocols=[protocol])
+    assert (result.returncode, result.stdout) == (4, b"out")
+    record(
+        "connection",
+        f"{protocol}: status then TCP reset",
+        "returncode 4, output intact",
+        seconds=watch.elapsed,
+    )
 
 
 # --- stalls, dead peers, a status with no close -----------------------------------------------
