@@ -1,9 +1,10 @@
 """Copy files and directories to and from containers, streaming tar over exec like ``kubectl cp``.
 
-Nothing is buffered whole: the archive is produced and consumed in pieces of at most 64 KiB,
-so a multi-GiB tree copies with bounded memory. Unlike kubectl, the remote ``tar``'s exit
-status is checked (a failed copy raises, it is never a silent partial copy), and an archive
-from a pod is treated as hostile (see :mod:`k8sstream._tarstream`).
+Nothing is buffered whole: the archive is produced in pieces of at most 64 KiB and consumed
+through one reused 1 MiB buffer (:mod:`k8sstream._tarread`), so a multi-GiB tree copies with
+bounded memory. Unlike kubectl, the remote ``tar``'s exit status is checked (a failed copy
+raises, it is never a silent partial copy), and an archive from a pod is treated as hostile
+(see :mod:`k8sstream._tarstream`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import stat
 import tarfile
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from ._tarread import TarStream
 from ._tarstream import ExtractionPlan, UnsafeArchiveError
 from .errors import (
     CalledProcessError,
@@ -33,7 +35,6 @@ __all__ = ["UnsafeArchiveError", "copy_from_pod", "copy_to_pod"]
 Progress = Callable[[int], None]
 # One stdin message each: tarfile writes whole blocks of this size (a multiple of 512).
 _TAR_BLOCK = 126 * 512
-_CHUNK = 64 * 1024
 _STDERR_LIMIT = 64 * 1024
 # Only a lost connection is worth another exec; a refusal or a failed tar would fail again.
 _RETRYABLE = (StreamClosedError, ConnectError)
@@ -206,9 +207,9 @@ class _TarReader:
     With ``retries`` (negative: unlimited, as kubectl's ``--retries``) every exec runs through
     :func:`_resumable_command`, and when the connection is lost before the exit status
     arrives, the stream is started again after the bytes already returned, so the reader
-    (``tarfile`` in stream mode) sees one continuous archive. This relies, as kubectl does, on
-    the remote tar writing the same bytes again: a tree that changes meanwhile gives a
-    corrupt archive, which the tar reader then refuses.
+    (:class:`~k8sstream._tarread.TarStream`) sees one continuous archive. This relies, as
+    kubectl does, on the remote tar writing the same bytes again: a tree that changes
+    meanwhile gives a corrupt archive, which the tar reader then refuses.
     """
 
     def __init__(
@@ -254,14 +255,16 @@ class _TarReader:
         )
         self.command = self._command()
 
-    def read(self, size: int = -1) -> bytes:
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill ``buffer`` from the raw stdout pipe (not its BufferedReader: one copy less)."""
         while True:
-            data: bytes = self.proc.stdout.read(size)
-            if data:
-                self.count += len(data)
+            stdout = self.proc.stdout
+            count: int = getattr(stdout, "raw", stdout).readinto(buffer)
+            if count:
+                self.count += count
                 if self._progress is not None:
                     self._progress(self.count)
-                return data
+                return count
             try:
                 self.proc.wait()
             except _RETRYABLE as exc:
@@ -271,7 +274,7 @@ class _TarReader:
                 continue
             except K8sStreamError:
                 pass  # not a lost connection: the status check after reading reports it
-            return b""
+            return 0
 
     def close(self) -> None:
         _dispose(self.proc)
@@ -414,33 +417,34 @@ def copy_from_pod(
         )
 
     reader = _TarReader(start, src, retries, progress)
-    source: Any = reader
     try:
-        with tarfile.open(fileobj=source, mode="r|", bufsize=_CHUNK) as archive:
-            for member in archive:
-                planned = plan.plan(member)
-                if planned is None:
-                    continue
-                target = local.target(planned.path, planned.kind)
-                if planned.kind == "dir":
-                    os.makedirs(target, exist_ok=True)
-                    if preserve:
-                        os.chmod(target, planned.mode | 0o700)
-                    continue
-                if planned.kind == "symlink":
-                    os.symlink(planned.link_target or "", target)
-                    continue
-                _check_room(member, target)
-                _write_file(
-                    archive,
-                    member,
-                    target,
-                    planned.mode if preserve else 0o644,
-                    member.mtime if preserve else None,
-                )
-            # Drain the end-of-archive blocks so the remote tar can finish writing.
-            while reader.read(_CHUNK):
-                pass
+        archive = TarStream(reader.readinto)
+        while True:
+            member = archive.next()
+            if member is None:
+                break
+            planned = plan.plan(member)
+            if planned is None:
+                continue
+            target = local.target(planned.path, planned.kind)
+            if planned.kind == "dir":
+                os.makedirs(target, exist_ok=True)
+                if preserve:
+                    os.chmod(target, planned.mode | 0o700)
+                continue
+            if planned.kind == "symlink":
+                os.symlink(planned.link_target or "", target)
+                continue
+            _check_room(member, target)
+            _write_file(
+                archive,
+                member,
+                target,
+                planned.mode if preserve else 0o644,
+                member.mtime if preserve else None,
+            )
+        # Drain the end-of-archive blocks so the remote tar can finish writing.
+        archive.drain()
     except tarfile.ReadError as exc:
         try:
             # A tar that failed (no such file) sends a short or empty stream: report its status.
@@ -527,24 +531,16 @@ def _check_room(member: tarfile.TarInfo, target: str) -> None:
 
 
 def _write_file(
-    archive: tarfile.TarFile,
+    archive: TarStream,
     member: tarfile.TarInfo,
     target: str,
     mode: int,
     mtime: Optional[float],
 ) -> None:
-    source = archive.extractfile(member)
-    assert source is not None
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(target, flags, 0o600)
     try:
-        while True:
-            data = source.read(_CHUNK)
-            if not data:
-                break
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+        archive.write_member(member, fd)
         os.fchmod(fd, mode)
         if mtime is not None:
             os.utime(fd, (mtime, mtime))
