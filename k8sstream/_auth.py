@@ -1,7 +1,8 @@
 """Credentials: static and file tokens, basic auth, and exec credential plugins.
 
-An :class:`Authenticator` gives the headers for the next request and, after a 401, says whether
-fresh credentials are worth one retry. Exec plugins follow client-go
+An :class:`Authenticator` gives the Authorization value for the next request, as a
+:class:`~k8sstream._secret.Secret`, and after a 401 says whether fresh credentials are worth one
+retry. Exec plugins follow client-go
 (``k8s.io/client-go/plugin/pkg/client/auth/exec``): the plugin's output is cached until its
 ``expirationTimestamp`` and thrown away after a 401 that used it. Nothing here logs or repeats a
 credential, and the plugin's standard output (which holds them) never reaches an exception.
@@ -19,8 +20,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
+from ._secret import Secret, basic_credentials
 from .config import ClusterConfig, ExecConfig
 from .errors import ConfigError
 
@@ -29,19 +31,27 @@ logger = logging.getLogger("k8sstream.auth")
 Headers = Dict[str, str]
 
 
+def authorization_headers(credential: Optional[Secret]) -> Headers:
+    """Request headers naming ``credential`` by its placeholder (see ``_secret.substitute``).
+
+    The caller keeps ``credential`` referenced until the request has been sent.
+    """
+    return {"Authorization": credential.placeholder} if credential else {}
+
+
 class Authenticator:
     """No credentials (client certificates, if any, live in the SSLContext)."""
 
-    def headers(self) -> Headers:
-        """The headers for the next request; may run a credential plugin (blocking)."""
-        return {}
+    def credential(self) -> Optional[Secret]:
+        """The Authorization value for the next request; may run a credential plugin."""
+        return None
 
-    def client_certificate(self) -> Optional[Tuple[bytes, bytes]]:
+    def client_certificate(self) -> Optional[Tuple[bytes, Secret]]:
         """A (certificate, key) PEM pair supplied at run time (exec plugins), else ``None``."""
         return None
 
-    def refresh_after_unauthorized(self, used: Headers) -> bool:
-        """After a 401 with ``used``: forget them; True if a retry may use different ones."""
+    def refresh_after_unauthorized(self, used: Optional[Secret]) -> bool:
+        """After a 401 with ``used``: forget it; True if a retry may use a different one."""
         return False
 
     def __repr__(self) -> str:
@@ -49,20 +59,19 @@ class Authenticator:
 
 
 class StaticToken(Authenticator):
-    def __init__(self, token: str) -> None:
-        self._token = token
+    def __init__(self, token: Union[str, Secret]) -> None:
+        self._credential = Secret.join("Bearer ", token)
 
-    def headers(self) -> Headers:
-        return {"Authorization": f"Bearer {self._token}"}
+    def credential(self) -> Optional[Secret]:
+        return self._credential
 
 
 class BasicAuth(Authenticator):
-    def __init__(self, username: str, password: str) -> None:
-        pair = f"{username}:{password}".encode()
-        self._header = "Basic " + base64.b64encode(pair).decode("ascii")
+    def __init__(self, username: str, password: Union[str, Secret]) -> None:
+        self._credential = basic_credentials(username, password)
 
-    def headers(self) -> Headers:
-        return {"Authorization": self._header}
+    def credential(self) -> Optional[Secret]:
+        return self._credential
 
 
 class TokenFile(Authenticator):
@@ -71,41 +80,42 @@ class TokenFile(Authenticator):
     The last successfully read token stays in use if a later read fails, as in client-go.
     """
 
-    def __init__(self, path: str, fallback: Optional[str] = None) -> None:
+    def __init__(self, path: str, fallback: Union[str, Secret, None] = None) -> None:
         self._path = path
         self._lock = threading.Lock()
         self._stamp: Optional[Tuple[int, int, int]] = None
-        self._token: Optional[str] = fallback
+        self._credential = Secret.join("Bearer ", fallback) if fallback else None
 
-    def _read(self, force: bool) -> Optional[str]:
+    def _read(self, force: bool) -> Optional[Secret]:
         with self._lock:
             try:
                 st = os.stat(self._path)
                 stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
                 if force or stamp != self._stamp:
-                    with open(self._path, "rb") as f:
-                        token = f.read().decode("utf-8", "replace").strip()
+                    token = Secret.read_file(self._path)
                     if token:
-                        self._token = token
+                        fresh = Secret.join("Bearer ", token)
+                        if fresh != self._credential:
+                            self._credential = fresh
+                    token.wipe()
                     self._stamp = stamp
             except OSError as exc:
                 logger.warning("cannot re-read token file %s: %s", self._path, exc.strerror)
-            return self._token
+            return self._credential
 
-    def headers(self) -> Headers:
-        token = self._read(force=False)
-        return {"Authorization": f"Bearer {token}"} if token else {}
+    def credential(self) -> Optional[Secret]:
+        return self._read(force=False)
 
-    def refresh_after_unauthorized(self, used: Headers) -> bool:
+    def refresh_after_unauthorized(self, used: Optional[Secret]) -> bool:
         # A rotation within the file's mtime granularity is caught by the forced read.
-        token = self._read(force=True)
-        return bool(token) and used.get("Authorization") != f"Bearer {token}"
+        current = self._read(force=True)
+        return current is not None and current is not used
 
 
 @dataclass(frozen=True)
 class _Credential:
-    token: Optional[str] = field(repr=False)
-    cert: Optional[Tuple[bytes, bytes]] = field(repr=False)
+    token: Optional[Secret] = field(repr=False)  # the whole Authorization value
+    cert: Optional[Tuple[bytes, Secret]] = field(repr=False)
     expires: Optional[float]  # wall-clock seconds: the plugin's expiry is a calendar time
 
 
@@ -133,19 +143,18 @@ class ExecPlugin(Authenticator):
                 cached = self._cached = self._run()
             return cached
 
-    def headers(self) -> Headers:
-        token = self._credential().token
-        return {"Authorization": f"Bearer {token}"} if token else {}
+    def credential(self) -> Optional[Secret]:
+        return self._credential().token
 
-    def client_certificate(self) -> Optional[Tuple[bytes, bytes]]:
+    def client_certificate(self) -> Optional[Tuple[bytes, Secret]]:
         return self._credential().cert
 
-    def refresh_after_unauthorized(self, used: Headers) -> bool:
+    def refresh_after_unauthorized(self, used: Optional[Secret]) -> bool:
         with self._lock:
             cached = self._cached
             if cached is None:
                 return True
-            if cached.token is not None and used.get("Authorization") != f"Bearer {cached.token}":
+            if cached.token is not None and cached.token is not used:
                 return True  # another thread already fetched newer credentials
             self._cached = None
         return True
@@ -249,8 +258,9 @@ class ExecPlugin(Authenticator):
         stamp = status.get("expirationTimestamp")
         if stamp is not None:
             expires = _parse_rfc3339(stamp, f"{where}: status.expirationTimestamp")
-        pair = (cert.encode(), key.encode()) if cert is not None and key is not None else None
-        return _Credential(token=token or None, cert=pair, expires=expires)
+        pair = (cert.encode(), Secret(key)) if cert is not None and key is not None else None
+        credential = Secret.join("Bearer ", token) if token else None
+        return _Credential(token=credential, cert=pair, expires=expires)
 
 
 def _parse_rfc3339(value: Any, where: str) -> float:
@@ -280,7 +290,7 @@ def make_authenticator(config: ClusterConfig) -> Authenticator:
     if config.token:
         return StaticToken(config.token)
     if config.username is not None:
-        return BasicAuth(config.username, config.password or "")
+        return BasicAuth(config.username, config.password or Secret())
     if config.exec_plugin is not None:
         return ExecPlugin(config.exec_plugin, config)
     return Authenticator()

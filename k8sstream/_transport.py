@@ -41,6 +41,7 @@ from websocket._abnf import continuous_frame, frame_buffer
 from . import _proxy
 from ._masking import client_frame
 from ._proxy import ProxySettings
+from ._secret import substitute
 from ._status import parse_status
 from .errors import (
     ApiError,
@@ -228,11 +229,13 @@ def dial(options: DialOptions) -> Tuple[websocket.WebSocket, Optional[str]]:
         "redirect_limit": 0,  # a redirect would resend the Authorization header elsewhere
         "timeout": options.connect_timeout,
         "suppress_origin": True,
-        # With socket= websocket-client skips its own proxy and TLS code entirely.
-        "socket": sock,
+        # With socket= websocket-client skips its own proxy and TLS code entirely. The headers
+        # name credentials by placeholder; the wrapper sends the real value (``_secret``).
+        "socket": _CredentialSocket(sock),
     }
     try:
         ws.connect(options.url, **kwargs)
+        ws.sock = sock  # the handshake is over: frames go to the socket itself
     except websocket.WebSocketBadStatusException as exc:
         raise _api_error(exc) from None
     except ssl.SSLError as exc:
@@ -253,6 +256,37 @@ def dial(options: DialOptions) -> Tuple[websocket.WebSocket, Optional[str]]:
             sock.close()
     headers = ws.getheaders() or {}
     return ws, headers.get("sec-websocket-protocol")
+
+
+class _CredentialSocket:
+    """The socket as websocket-client sees it during the upgrade: sends swap in credentials.
+
+    The request websocket-client formats (and traces, when its tracing is on) carries only
+    placeholders; the bytes with the real credential exist only in a wiped ``Secret``.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send(self, data: bytes) -> int:
+        send_with_credentials(self._sock, data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def send_with_credentials(sock: socket.socket, data: Union[bytes, bytearray]) -> None:
+    """``sock.sendall(data)`` with the credential placeholders in ``data`` replaced."""
+    request = substitute(data)
+    if request is None:
+        sock.sendall(data)
+        return
+    try:
+        with request.view() as view:
+            sock.sendall(view)
+    finally:
+        request.wipe()
 
 
 def _describe_url(url: str) -> str:

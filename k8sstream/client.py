@@ -26,6 +26,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import _auth, _proxy, _transport
 from ._request import join_url, pod_path
+from ._secret import Secret
 from .config import (
     ClusterConfig,
     build_proxy_ssl_context,
@@ -76,8 +77,19 @@ class _DialAdapter(HTTPAdapter):
             timeout = conn.timeout if isinstance(conn.timeout, (int, float)) else None
             return opener(conn.host, conn.port, timeout)
 
-        http_conn = type("_HTTPConnection", (HTTPConnection,), {"_new_conn": new_conn})
-        https_conn = type("_HTTPSConnection", (HTTPSConnection,), {"_new_conn": new_conn})
+        def send(conn: Any, data: Any) -> None:
+            # http.client sends each request's header block in one call; the header names
+            # the credential by placeholder and the real value is swapped in here.
+            if not isinstance(data, (bytes, bytearray)):
+                HTTPConnection.send(conn, data)
+                return
+            if conn.sock is None:
+                conn.connect()  # as http.client's own send() would
+            _transport.send_with_credentials(conn.sock, data)
+
+        methods = {"_new_conn": new_conn, "send": send}
+        http_conn = type("_HTTPConnection", (HTTPConnection,), methods)
+        https_conn = type("_HTTPSConnection", (HTTPSConnection,), methods)
         self.poolmanager.pool_classes_by_scheme = {
             "http": type("_HTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
             "https": type("_HTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
@@ -108,7 +120,7 @@ class Client:
         self._proxy = _proxy.select_proxy(config.server, config.proxy_url, config.source)
         self._lock = threading.Lock()
         # The SSLContext depends on the client certificate, which an exec plugin may change.
-        self._cert_key: Optional[Tuple[bytes, bytes]] = None
+        self._cert_key: Optional[Tuple[bytes, Secret]] = None
         self._ssl_context = build_ssl_context(config)
         self._proxy_context: Optional[ssl.SSLContext] = None
         self._session: Optional[requests.Session] = None
@@ -218,17 +230,19 @@ class Client:
         """
         url = join_url(self.config.server, path, list((params or {}).items()))
         for attempt in (1, 2):
-            headers = self._auth.headers()
+            credential = self._auth.credential()
             session = self.session()
             try:
-                response = session.get(url, headers=headers, timeout=timeout)
+                response = session.get(
+                    url, headers=_auth.authorization_headers(credential), timeout=timeout
+                )
             except requests.exceptions.RequestException as exc:
                 raise self._request_error(exc) from None
             with response:
                 if (
                     response.status_code == 401
                     and attempt == 1
-                    and self._auth.refresh_after_unauthorized(headers)
+                    and self._auth.refresh_after_unauthorized(credential)
                 ):
                     logger.debug("401 from %s: retrying with fresh credentials", path)
                     continue
@@ -322,12 +336,12 @@ class Client:
         """
         url = join_url(self.config.server, path, query, websocket=True)
         for attempt in (1, 2):
-            headers = self._auth.headers()
+            credential = self._auth.credential()
             ssl_context, _ = self._tls()
             options = _transport.DialOptions(
                 url=url,
                 subprotocols=subprotocols,
-                headers=headers,
+                headers=_auth.authorization_headers(credential),
                 ssl_context=ssl_context,
                 server_hostname=self.config.tls_server_name,
                 proxy=self._proxy,
@@ -340,7 +354,7 @@ class Client:
                 if (
                     exc.status_code == 401
                     and attempt == 1
-                    and self._auth.refresh_after_unauthorized(headers)
+                    and self._auth.refresh_after_unauthorized(credential)
                 ):
                     logger.debug("401 on the upgrade of %s: retrying with fresh credentials", path)
                     continue

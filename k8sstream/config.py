@@ -17,11 +17,12 @@ import ssl
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union, overload
 
 import yaml
 
 from ._proxy import parse_proxy_url
+from ._secret import Secret
 from .errors import ConfigError
 
 __all__ = ["ClusterConfig", "ExecConfig", "load_incluster_config", "load_kubeconfig"]
@@ -70,14 +71,14 @@ class ClusterConfig:
     Args:
         server: the API server URL, e.g. ``https://10.0.0.1:6443``.
         namespace: the default namespace for calls that do not name one.
-        token: a bearer token (never shown in ``repr``).
+        token: a bearer token; kept as a :class:`Secret`, like the password and the key.
         token_file: a file holding the bearer token, re-read when it changes (wins over
             ``token``, as in client-go).
         username, password: HTTP basic credentials (the password is never shown).
         exec_plugin: an exec credential plugin that supplies the token or client certificate.
         ca_data: PEM bytes of the CA bundle to trust; ``None`` means the system store.
         client_cert_data: PEM bytes of a client certificate.
-        client_key_data: PEM bytes of its private key (never shown in ``repr``).
+        client_key_data: PEM bytes of its private key.
         insecure_skip_tls_verify: turn off certificate verification (explicit only).
         tls_server_name: the name to verify the server certificate against, if not the host.
         proxy_url: an HTTP(S) proxy URL for this cluster.
@@ -86,20 +87,25 @@ class ClusterConfig:
 
     server: str
     namespace: str = "default"
-    token: Optional[str] = field(default=None, repr=False)
+    token: Union[str, Secret, None] = field(default=None, repr=False)
     token_file: Optional[str] = None
     username: Optional[str] = None
-    password: Optional[str] = field(default=None, repr=False)
+    password: Union[str, Secret, None] = field(default=None, repr=False)
     exec_plugin: Optional[ExecConfig] = field(default=None, repr=False)
     ca_data: Optional[bytes] = field(default=None, repr=False)
     client_cert_data: Optional[bytes] = field(default=None, repr=False)
-    client_key_data: Optional[bytes] = field(default=None, repr=False)
+    client_key_data: Union[bytes, Secret, None] = field(default=None, repr=False)
     insecure_skip_tls_verify: bool = False
     tls_server_name: Optional[str] = None
     proxy_url: Optional[str] = field(default=None, repr=False)
     source: str = "<explicit>"
 
     def __post_init__(self) -> None:
+        # Credentials are kept as Secrets: out of core dumps, wiped when the config goes.
+        for name in ("token", "password", "client_key_data"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Secret):
+                object.__setattr__(self, name, Secret(value))
         if not self.server.startswith(("https://", "http://")):
             raise ConfigError(
                 f"{self.source}: server {self.server!r} must start with https:// or http://"
@@ -127,7 +133,7 @@ class ClusterConfig:
 
 
 def build_ssl_context(
-    config: ClusterConfig, client_cert: Optional[Tuple[bytes, bytes]] = None
+    config: ClusterConfig, client_cert: Optional[Tuple[bytes, Union[bytes, Secret]]] = None
 ) -> Optional[ssl.SSLContext]:
     """Build the client SSLContext for a config; ``None`` for plain-HTTP servers.
 
@@ -152,7 +158,7 @@ def build_ssl_context(
         ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
     if client_cert is None and config.client_cert_data is not None:
-        client_cert = (config.client_cert_data, config.client_key_data or b"")
+        client_cert = (config.client_cert_data, config.client_key_data or Secret())
     if client_cert is not None:
         _load_client_certificate(ctx, client_cert[0], client_cert[1], config.source)
     return ctx
@@ -189,7 +195,9 @@ def _pem_text(config: ClusterConfig) -> str:
         raise ConfigError(f"{config.source}: certificate-authority data is not PEM text") from None
 
 
-def _load_client_certificate(ctx: ssl.SSLContext, cert: bytes, key: bytes, source: str) -> None:
+def _load_client_certificate(
+    ctx: ssl.SSLContext, cert: bytes, key: Union[bytes, Secret], source: str
+) -> None:
     # ssl can only load a key from a file: write it to a private temporary directory, readable
     # by this user alone, and remove it at once.
     with tempfile.TemporaryDirectory(prefix="k8sstream-") as tmp:
@@ -198,14 +206,36 @@ def _load_client_certificate(ctx: ssl.SSLContext, cert: bytes, key: bytes, sourc
         key_path = os.path.join(tmp, "client.key")
         for path, data in ((cert_path, cert), (key_path, key)):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                if isinstance(data, Secret):
+                    with data.view() as view:
+                        f.write(view)  # unbuffered: no copy of the key on the heap
+                else:
+                    f.write(data)
         try:
             ctx.load_cert_chain(cert_path, key_path)
         except ssl.SSLError as exc:
             raise ConfigError(
                 f"{source}: the client certificate and key cannot be loaded ({exc.reason})"
             ) from None
+        finally:
+            _scrub_stdio_buffer(key_path)
+
+
+def _scrub_stdio_buffer(key_path: str) -> None:
+    """Overwrite the C stdio buffer OpenSSL read the key through.
+
+    OpenSSL reads the key file with ``fread``, and the C library frees that buffer without
+    clearing it, which would leave the PEM text in a core dump. Reading a file of zeros the
+    same way at once makes the allocator hand the same block back and overwrites it.
+    """
+    size = os.path.getsize(key_path)
+    with open(key_path, "r+b", buffering=0) as f:
+        f.write(bytes(size))
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(key_path)
+    except ssl.SSLError:
+        pass  # expected: zeros are not a certificate
 
 
 # --- kubeconfig --------------------------------------------------------------------------------
@@ -294,10 +324,10 @@ def load_kubeconfig(
     token_file = _optional_str(user, "tokenFile", user_file, uwhere)
     if token_file:
         token_file = _resolve(token_file, user_file)
-        # Read now so that a bad path is a ConfigError at load time, as kubectl reports it.
-        _read_file(token_file, user_file, f"{uwhere}.tokenFile")
+        # Open now so that a bad path is a ConfigError at load time, as kubectl reports it.
+        _read_file(token_file, user_file, f"{uwhere}.tokenFile", secret=True).wipe()
     cert = _data_or_file(user, "client-certificate", user_file, uwhere)
-    key = _data_or_file(user, "client-key", user_file, uwhere)
+    key = _data_or_file(user, "client-key", user_file, uwhere, secret=True)
     if (cert is None) != (key is None):
         missing = "client-key" if key is None else "client-certificate"
         raise ConfigError(f"{user_file}: {uwhere}.{missing}(-data) is missing")
@@ -496,8 +526,18 @@ def _merge_file(merged: _Merged, path: str) -> None:
             merged.sections[section].setdefault(entry["name"], (body, path))
 
 
-def _read_file(path: str, source: str, key: str) -> bytes:
+@overload
+def _read_file(path: str, source: str, key: str) -> bytes: ...
+
+
+@overload
+def _read_file(path: str, source: str, key: str, secret: Literal[True]) -> Secret: ...
+
+
+def _read_file(path: str, source: str, key: str, secret: bool = False) -> Union[bytes, Secret]:
     try:
+        if secret:
+            return Secret.read_file(path)
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
@@ -530,14 +570,29 @@ def _optional_str(obj: Mapping[str, Any], key: str, source: str, where: str) -> 
     return value
 
 
-def _data_or_file(obj: Mapping[str, Any], key: str, source: str, where: str) -> Optional[bytes]:
+@overload
+def _data_or_file(obj: Mapping[str, Any], key: str, source: str, where: str) -> Optional[bytes]: ...
+
+
+@overload
+def _data_or_file(
+    obj: Mapping[str, Any], key: str, source: str, where: str, secret: Literal[True]
+) -> Optional[Secret]: ...
+
+
+def _data_or_file(
+    obj: Mapping[str, Any], key: str, source: str, where: str, secret: bool = False
+) -> Union[bytes, Secret, None]:
     data = _optional_str(obj, f"{key}-data", source, where)
     if data:
         try:
-            return base64.b64decode(data, validate=True)
+            decoded = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise ConfigError(f"{source}: {where}.{key}-data is not valid base64") from None
+        return Secret(decoded) if secret else decoded
     path = _optional_str(obj, key, source, where)
-    if path:
-        return _read_file(_resolve(path, source), source, f"{where}.{key}")
-    return None
+    if not path:
+        return None
+    if secret:
+        return _read_file(_resolve(path, source), source, f"{where}.{key}", secret=True)
+    return _read_file(_resolve(path, source), source, f"{where}.{key}")

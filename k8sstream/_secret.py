@@ -1,0 +1,230 @@
+"""Credentials kept out of the Python heap and out of core dumps.
+
+A bearer token or private key held in a ``str`` or ``bytes`` object stays readable in the
+process's memory, and so in any core dump, and every request that formats it into a header
+leaves more copies behind in freed heap blocks. A :class:`Secret` instead lives in its own
+anonymous memory mapping, marked ``MADV_DONTDUMP`` where the platform has it (the kernel and
+gdb's ``gcore`` both leave such mappings out of a dump) and overwritten with zeros when it is
+released.
+
+Headers never carry the credential itself: they carry the secret's :attr:`Secret.placeholder`,
+and :func:`substitute` swaps the real value in on the way to the socket, assembling the
+outgoing bytes in another :class:`Secret` that is wiped as soon as they are sent. Everything
+that formats, logs or traces a request (websocket-client's handshake dump, urllib3's debug
+log) therefore only ever sees the placeholder.
+"""
+
+from __future__ import annotations
+
+import hmac
+import mmap
+import re
+import secrets
+import weakref
+from typing import Optional, Union
+
+_PLACEHOLDER_PREFIX = b"k8sstream-secret-"
+_PLACEHOLDER = re.compile(re.escape(_PLACEHOLDER_PREFIX) + rb"[0-9a-f]{32}")
+_registry: weakref.WeakValueDictionary[bytes, Secret] = weakref.WeakValueDictionary()
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_WHITESPACE = b" \t\r\n\x0b\x0c"
+
+Chunk = Union[str, bytes, bytearray, memoryview, "Secret"]
+
+
+def _new_mapping(size: int) -> mmap.mmap:
+    mapping = mmap.mmap(-1, max(size, 1))
+    dont_dump = getattr(mmap, "MADV_DONTDUMP", None)
+    if dont_dump is not None:
+        try:
+            mapping.madvise(dont_dump)
+        except OSError:  # pragma: no cover - kernels without it still work, just dumpable
+            pass
+    return mapping
+
+
+def _wipe(mapping: mmap.mmap) -> None:
+    if not mapping.closed:
+        mapping[:] = bytes(len(mapping))
+        mapping.close()
+
+
+class Secret:
+    """Bytes held in a private, non-dumpable mapping and zeroed when released.
+
+    Built from ``str``/``bytes`` pieces or other secrets (:meth:`join`), or read straight from
+    a file (:meth:`read_file`), so the value never passes through a Python ``bytes`` object.
+    ``repr()`` shows no content, and a secret cannot be pickled.
+    """
+
+    __slots__ = ("__weakref__", "_finalizer", "_mapping", "_placeholder", "_size")
+
+    def __init__(self, value: Chunk = b"") -> None:
+        self._init_empty(_chunk_length(value))
+        _copy_into(self._mapping, 0, value)
+
+    def _init_empty(self, size: int) -> None:
+        self._mapping = _new_mapping(size)
+        self._size = size
+        self._placeholder: Optional[str] = None
+        self._finalizer = weakref.finalize(self, _wipe, self._mapping)
+
+    @classmethod
+    def join(cls, *parts: Chunk) -> Secret:
+        """The concatenation of ``parts`` (str parts are UTF-8)."""
+        secret = cls.__new__(cls)
+        secret._init_empty(sum(_chunk_length(part) for part in parts))
+        offset = 0
+        for part in parts:
+            offset = _copy_into(secret._mapping, offset, part)
+        return secret
+
+    @classmethod
+    def read_file(cls, path: str, limit: int = 1 << 20) -> Secret:
+        """A file's content without surrounding whitespace, read straight into the mapping.
+
+        Raises:
+            OSError: the file cannot be read, or it is larger than ``limit``.
+        """
+        with open(path, "rb", buffering=0) as f:
+            raw = cls.__new__(cls)
+            raw._init_empty(limit + 1)
+            try:
+                view = memoryview(raw._mapping)
+                filled = 0
+                while filled <= limit:
+                    n = f.readinto(view[filled:])
+                    if not n:
+                        break
+                    filled += n
+                view.release()
+                if filled > limit:
+                    raise OSError(f"{path}: larger than {limit} bytes")
+                start, end = 0, filled
+                mapping = raw._mapping
+                while start < end and mapping[start] in _WHITESPACE:
+                    start += 1
+                while end > start and mapping[end - 1] in _WHITESPACE:
+                    end -= 1
+                with memoryview(mapping)[start:end] as content:
+                    return cls(content)
+            finally:
+                raw.wipe()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+    def view(self) -> memoryview:
+        """A read-only view of the value; valid until :meth:`wipe` (release it before)."""
+        return memoryview(self._mapping).toreadonly()[: self._size]
+
+    def reveal(self) -> str:
+        """The value as a ``str``: a copy on the ordinary heap, for callers that need one."""
+        return self._mapping[: self._size].decode("utf-8", "replace")
+
+    @property
+    def placeholder(self) -> str:
+        """A stand-in for the value in headers; :func:`substitute` swaps the value back in."""
+        if self._placeholder is None:
+            token = _PLACEHOLDER_PREFIX + secrets.token_hex(16).encode()
+            _registry[token] = self
+            self._placeholder = token.decode()
+        return self._placeholder
+
+    def wipe(self) -> None:
+        """Zero and unmap the value now rather than when the object is collected."""
+        if self._placeholder is not None:
+            _registry.pop(self._placeholder.encode(), None)
+        self._finalizer()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        with self.view() as mine, other.view() as theirs:
+            return hmac.compare_digest(mine, theirs)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    def __reduce__(self) -> str:
+        raise TypeError("a Secret cannot be pickled")
+
+
+def _chunk_length(chunk: Chunk) -> int:
+    if isinstance(chunk, str):
+        return len(chunk) if chunk.isascii() else len(chunk.encode("utf-8"))
+    return len(chunk)
+
+
+def _copy_into(mapping: mmap.mmap, offset: int, chunk: Chunk) -> int:
+    if isinstance(chunk, Secret):
+        with chunk.view() as view:
+            mapping[offset : offset + len(view)] = view
+        return offset + len(chunk)
+    if isinstance(chunk, str):
+        if not chunk.isascii():
+            chunk = chunk.encode("utf-8")  # rare: tokens and PEM text are ASCII
+        else:
+            # Character by character: ``chunk.encode()`` would leave a heap copy behind.
+            for i, char in enumerate(chunk):
+                mapping[offset + i] = ord(char)
+            return offset + len(chunk)
+    mapping[offset : offset + len(chunk)] = chunk
+    return offset + len(chunk)
+
+
+def basic_credentials(username: str, password: Union[str, Secret]) -> Secret:
+    """The ``Basic`` Authorization value, base64-encoded inside the mapping."""
+    pair = Secret.join(username, ":", password)
+    try:
+        with pair.view() as raw:
+            length = len(raw)
+            out = Secret.join("Basic ", bytes(4 * ((length + 2) // 3)))
+            target = out._mapping
+            at = len("Basic ")
+            for i in range(0, length, 3):
+                block = raw[i : i + 3]
+                n = len(block)
+                word = block[0] << 16
+                if n > 1:
+                    word |= block[1] << 8
+                if n > 2:
+                    word |= block[2]
+                target[at] = _B64[word >> 18]
+                target[at + 1] = _B64[(word >> 12) & 63]
+                target[at + 2] = _B64[(word >> 6) & 63] if n > 1 else 61  # "="
+                target[at + 3] = _B64[word & 63] if n > 2 else 61
+                at += 4
+                block.release()
+            return out
+    finally:
+        pair.wipe()
+
+
+def substitute(data: Union[bytes, bytearray, memoryview]) -> Optional[Secret]:
+    """``data`` with every placeholder replaced by its secret, or ``None`` if it has none.
+
+    An unknown placeholder (its secret already released) stays as it is: the server then
+    refuses a meaningless credential, and nothing secret was sent.
+    """
+    raw = bytes(data) if not isinstance(data, bytes) else data
+    if _PLACEHOLDER_PREFIX not in raw:
+        return None
+    parts: list = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(raw):
+        secret = _registry.get(match.group())
+        if secret is None or secret._mapping.closed:
+            continue
+        parts.append(memoryview(raw)[position : match.start()])
+        parts.append(secret)
+        position = match.end()
+    if not parts:
+        return None
+    parts.append(memoryview(raw)[position:])
+    return Secret.join(*parts)
