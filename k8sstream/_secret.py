@@ -46,7 +46,10 @@ def _new_mapping(size: int) -> mmap.mmap:
 def _wipe(mapping: mmap.mmap) -> None:
     if not mapping.closed:
         mapping[:] = bytes(len(mapping))
-        mapping.close()
+        try:
+            mapping.close()
+        except BufferError:
+            pass  # a view outlived its Secret: unmapped when that view goes
 
 
 class Secret:
@@ -80,8 +83,9 @@ class Secret:
         return secret
 
     @classmethod
-    def read_file(cls, path: str, limit: int = 1 << 20) -> Secret:
-        """A file's content without surrounding whitespace, read straight into the mapping.
+    def read_file(cls, path: str, limit: int = 1 << 20, strip: bool = True) -> Secret:
+        """A file's content (without surrounding whitespace if ``strip``), read straight into
+        the mapping.
 
         Raises:
             OSError: the file cannot be read, or it is larger than ``limit``.
@@ -102,9 +106,9 @@ class Secret:
                     raise OSError(f"{path}: larger than {limit} bytes")
                 start, end = 0, filled
                 mapping = raw._mapping
-                while start < end and mapping[start] in _WHITESPACE:
+                while strip and start < end and mapping[start] in _WHITESPACE:
                     start += 1
-                while end > start and mapping[end - 1] in _WHITESPACE:
+                while strip and end > start and mapping[end - 1] in _WHITESPACE:
                     end -= 1
                 with memoryview(mapping)[start:end] as content:
                     return cls(content)
@@ -118,7 +122,8 @@ class Secret:
         return self._size > 0
 
     def view(self) -> memoryview:
-        """A read-only view of the value; valid until :meth:`wipe` (release it before)."""
+        """A read-only view of the value, for as long as this Secret is referenced and not
+        wiped (the value is zeroed when the Secret goes, whatever views remain)."""
         return memoryview(self._mapping).toreadonly()[: self._size]
 
     def reveal(self) -> str:
@@ -204,6 +209,42 @@ def basic_credentials(username: str, password: Union[str, Secret]) -> Secret:
             return out
     finally:
         pair.wipe()
+
+
+_B64_VALUES = {char: value for value, char in enumerate(_B64)}
+
+
+def b64decode(encoded: Secret) -> Secret:
+    """Strict base64 decoding (as ``base64.b64decode(..., validate=True)``) inside the mapping.
+
+    Raises:
+        ValueError: ``encoded`` is not canonical base64.
+    """
+    with encoded.view() as text:
+        length = len(text)
+        padding = 2 if text[-2:] == b"==" else 1 if text[-1:] == b"=" else 0
+        if length % 4:
+            raise ValueError("base64 length is not a multiple of 4")
+        out = Secret(bytes(length // 4 * 3 - padding))
+        target = out._mapping
+        at = 0
+        for i in range(0, length, 4):
+            word = 0
+            for j in range(4):
+                char = text[i + j]
+                if char == 61 and i + j >= length - padding:  # "=" only as the final padding
+                    value = 0
+                elif char in _B64_VALUES:
+                    value = _B64_VALUES[char]
+                else:
+                    out.wipe()
+                    raise ValueError("not a base64 character")
+                word = (word << 6) | value
+            for shift in (16, 8, 0):
+                if at < len(out):
+                    target[at] = (word >> shift) & 255
+                    at += 1
+        return out
 
 
 def substitute(data: Union[bytes, bytearray, memoryview]) -> Optional[Secret]:

@@ -13,6 +13,7 @@ import base64
 import binascii
 import logging
 import os
+import re
 import ssl
 import tempfile
 import warnings
@@ -22,7 +23,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union, ov
 import yaml
 
 from ._proxy import parse_proxy_url
-from ._secret import Secret
+from ._secret import Secret, b64decode
 from .errors import ConfigError
 
 __all__ = ["ClusterConfig", "ExecConfig", "load_incluster_config", "load_kubeconfig"]
@@ -259,6 +260,11 @@ class _Merged:
     sections: Dict[str, Dict[str, Tuple[Mapping[str, Any], str]]] = field(
         default_factory=lambda: {"clusters": {}, "users": {}, "contexts": {}}
     )
+    # Credentials lifted out of the text before YAML saw it, by their placeholder.
+    lifted: Dict[str, Secret] = field(default_factory=dict)
+
+    def secret(self, value: Optional[str]) -> Union[str, Secret, None]:
+        return self.lifted.get(value, value) if value is not None else None
 
 
 def load_kubeconfig(
@@ -320,19 +326,19 @@ def load_kubeconfig(
         user, user_file = user_entry
     uwhere = f"users[{user_name}].user"
 
-    token = _optional_str(user, "token", user_file, uwhere) or None
+    token = merged.secret(_optional_str(user, "token", user_file, uwhere) or None)
     token_file = _optional_str(user, "tokenFile", user_file, uwhere)
     if token_file:
         token_file = _resolve(token_file, user_file)
         # Open now so that a bad path is a ConfigError at load time, as kubectl reports it.
         _read_file(token_file, user_file, f"{uwhere}.tokenFile", secret=True).wipe()
     cert = _data_or_file(user, "client-certificate", user_file, uwhere)
-    key = _data_or_file(user, "client-key", user_file, uwhere, secret=True)
+    key = _data_or_file(user, "client-key", user_file, uwhere, secret=True, lifted=merged.lifted)
     if (cert is None) != (key is None):
         missing = "client-key" if key is None else "client-certificate"
         raise ConfigError(f"{user_file}: {uwhere}.{missing}(-data) is missing")
     username = _optional_str(user, "username", user_file, uwhere)
-    password = _optional_str(user, "password", user_file, uwhere)
+    password = merged.secret(_optional_str(user, "password", user_file, uwhere))
     if password is not None and username is None:
         raise ConfigError(f"{user_file}: {uwhere}.password is set without username")
     if user.get("auth-provider") is not None:
@@ -500,16 +506,76 @@ def load_incluster_config(
     )
 
 
+# A user's credential on a line of its own, as kubectl writes it (block or JSON style, the
+# value plain or quoted, from the characters tokens and base64 use).
+_INLINE_CREDENTIAL = re.compile(
+    rb"""^[ \t]*(?:-[ \t]+)?(?P<q>["']?)(?P<key>token|password|client-key-data)(?P=q)"""
+    rb"""[ \t]*:[ \t]*"""
+    rb"""(?P<value>"[\w.~+/=-]+"|'[\w.~+/=-]+'|[\w.~+/=-]+)[ \t]*,?[ \t]*\r?$""",
+    re.MULTILINE | re.ASCII,
+)
+_LIFTED_KEYS = ("token", "password", "client-key-data")
+_KUBECONFIG_LIMIT = 64 << 20
+
+
+def _lift_credentials(raw: Secret, lifted: Dict[str, Secret]) -> Optional[str]:
+    """The kubeconfig text with inline credentials replaced by placeholders.
+
+    PyYAML keeps copies of everything it parses in memory it frees without clearing, so the
+    credentials are taken out first; ``None`` if the file is not UTF-8 (YAML then gets the
+    bytes and the credentials take the ordinary path).
+    """
+    pieces: List[str] = []
+    found: Dict[str, Secret] = {}
+    position = 0
+    with raw.view() as text:
+        try:
+            for match in _INLINE_CREDENTIAL.finditer(text):
+                start, end = match.span("value")
+                if text[start] in b"\"'":
+                    start, end = start + 1, end - 1
+                credential = Secret(text[start:end])
+                pieces.append(str(text[position:start], "utf-8-sig" if not pieces else "utf-8"))
+                pieces.append(credential.placeholder)
+                found[credential.placeholder] = credential
+                position = end
+            pieces.append(str(text[position:], "utf-8-sig" if not pieces else "utf-8"))
+        except UnicodeDecodeError:
+            return None
+    lifted.update(found)
+    return "".join(pieces)
+
+
+def _restore_placeholders(node: Any, lifted: Dict[str, Secret], path: Tuple[str, ...] = ()) -> Any:
+    """Put back lifted values found anywhere but a user's credential fields (extensions...)."""
+    if isinstance(node, str) and node in lifted:
+        if len(path) == 4 and path[::2] == ("users", "user") and path[3] in _LIFTED_KEYS:
+            return node  # resolved from ``_Merged.lifted`` when the user is chosen
+        return lifted[node].reveal()
+    if isinstance(node, list):
+        return [_restore_placeholders(item, lifted, (*path, "*")) for item in node]
+    if isinstance(node, dict):
+        return {k: _restore_placeholders(v, lifted, (*path, str(k))) for k, v in node.items()}
+    return node
+
+
 def _merge_file(merged: _Merged, path: str) -> None:
-    raw = _read_file(path, path, "")
+    raw = _read_file(path, path, "", secret=True)
     try:
-        doc = yaml.safe_load(raw) or {}
+        text = _lift_credentials(raw, merged.lifted)
+        source: Union[str, bytes] = text if text is not None else bytes(raw.view())
+    finally:
+        raw.wipe()
+    try:
+        doc = yaml.safe_load(source) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: not valid YAML{where}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: a kubeconfig must be a mapping at the top level")
+    if merged.lifted:
+        doc = _restore_placeholders(doc, merged.lifted)
     current = doc.get("current-context")
     if current and merged.current_context is None:
         merged.current_context = (str(current), path)
@@ -537,7 +603,8 @@ def _read_file(path: str, source: str, key: str, secret: Literal[True]) -> Secre
 def _read_file(path: str, source: str, key: str, secret: bool = False) -> Union[bytes, Secret]:
     try:
         if secret:
-            return Secret.read_file(path)
+            # A kubeconfig is read whole (its indentation matters); credentials are trimmed.
+            return Secret.read_file(path, _KUBECONFIG_LIMIT, strip=bool(key))
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
@@ -576,16 +643,28 @@ def _data_or_file(obj: Mapping[str, Any], key: str, source: str, where: str) -> 
 
 @overload
 def _data_or_file(
-    obj: Mapping[str, Any], key: str, source: str, where: str, secret: Literal[True]
+    obj: Mapping[str, Any],
+    key: str,
+    source: str,
+    where: str,
+    secret: Literal[True],
+    lifted: Mapping[str, Secret] = ...,
 ) -> Optional[Secret]: ...
 
 
 def _data_or_file(
-    obj: Mapping[str, Any], key: str, source: str, where: str, secret: bool = False
+    obj: Mapping[str, Any],
+    key: str,
+    source: str,
+    where: str,
+    secret: bool = False,
+    lifted: Mapping[str, Secret] = {},
 ) -> Union[bytes, Secret, None]:
     data = _optional_str(obj, f"{key}-data", source, where)
     if data:
         try:
+            if data in lifted:
+                return b64decode(lifted[data])
             decoded = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise ConfigError(f"{source}: {where}.{key}-data is not valid base64") from None
