@@ -228,3 +228,35 @@ def test_explicit_insecure_skip_tls_verify_warns(ca, tmp_path, caplog):
     assert any("insecure-skip-tls-verify" in str(w.message) for w in caught)
     assert "insecure-skip-tls-verify" in caplog.text
     record("security", "insecure-skip-tls-verify: true", "connects, with a warning and a log line")
+
+
+def test_websocket_client_trace_dumps_show_a_placeholder_not_the_token(tmp_path):
+    """``websocket.enableTrace(True)`` dumps every upgrade request; it must not dump the token."""
+    websocket = pytest.importorskip("websocket")
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    trace_logger = logging.getLogger("websocket")
+    saved_level = trace_logger.level
+    websocket.enableTrace(True, handler=handler)
+    try:
+        with ApiServer(token=TOKEN) as server:
+            path = server.write_kubeconfig(tmp_path / "kubeconfig")
+            with Client.from_kubeconfig(path) as client:
+                result = k8sstream.run(
+                    ["echo", "ok"], pod="demo", client=client, stdout=k8sstream.PIPE
+                )
+    finally:
+        websocket.enableTrace(False)
+        trace_logger.removeHandler(handler)
+        trace_logger.setLevel(saved_level)
+    assert result.stdout == b"ok\n"
+    dump = buffer.getvalue()
+    assert "--- request header ---" in dump and "Authorization: k8sstream-secret-" in dump
+    for secret in secret_forms(TOKEN):
+        assert secret not in dump
+    record(
+        "security",
+        "websocket-client's handshake trace (enableTrace) on an authenticated exec",
+        "the dumped request names the credential by placeholder; the token is absent",
+        trace_lines=dump.count("\n"),
+    )
