@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from ._secret import Secret
 from ._status import ApiStatus, ExitStatus
 from .client import Client
 from .config import ClusterConfig, load_kubeconfig
@@ -76,6 +77,7 @@ __all__ = [
     "RemoteCommandError",
     "RemoteProcess",
     "RemoteProtocolError",
+    "Secret",
     "StreamClosedError",
     "StreamTimeout",
     "Summary",

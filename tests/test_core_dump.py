@@ -171,8 +171,25 @@ class Child:
                 stream.close()
 
 
+@pytest.fixture(scope="module")
+def gcore_works(tmp_path_factory: Any) -> None:
+    """gcore needs ptrace: containers without CAP_SYS_PTRACE or with Yama scope 2+ refuse it."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        prefix = os.path.join(str(tmp_path_factory.mktemp("probe")), "core")
+        done = subprocess.run(
+            ["gcore", "-o", prefix, str(sleeper.pid)], capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0 or not os.path.exists(f"{prefix}.{sleeper.pid}"):
+            pytest.skip(f"gcore cannot dump a child process here (ptrace refused?): {done.stderr}")
+        os.unlink(f"{prefix}.{sleeper.pid}")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 @pytest.fixture
-def run_child(child_env: Dict[str, str]) -> Iterator[Any]:
+def run_child(child_env: Dict[str, str], gcore_works: None) -> Iterator[Any]:
     children: List[Child] = []
 
     def start(kubeconfig: str) -> Child:
