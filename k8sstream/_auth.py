@@ -15,6 +15,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
-from ._secret import Secret, basic_credentials
+from ._secret import Secret, basic_credentials, json_unescape, lift
 from .config import ClusterConfig, ExecConfig
 from .errors import ConfigError
 
@@ -200,14 +201,25 @@ class ExecPlugin(Authenticator):
         env["KUBERNETES_EXEC_INFO"] = json.dumps(self._exec_info(interactive))
         logger.debug("running the credential plugin %s", plugin.command)
         try:
-            # stderr goes to the user (prompts, errors), as kubectl does; stdout is the secret.
-            result = subprocess.run(
+            # stderr goes to the user (prompts, errors), as kubectl does; stdout is the secret,
+            # read straight into a Secret.
+            with subprocess.Popen(
                 [plugin.command, *plugin.args],
                 env=env,
                 stdin=None if interactive else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                check=False,
-            )
+                bufsize=0,
+            ) as proc:
+                assert proc.stdout is not None
+                try:
+                    output = Secret.read_stream(proc.stdout, _PLUGIN_OUTPUT_LIMIT, what="output")
+                except OSError:
+                    proc.kill()
+                    raise ConfigError(
+                        f"{plugin.where}: the credential plugin {plugin.command!r} wrote more "
+                        f"than {_PLUGIN_OUTPUT_LIMIT} bytes"
+                    ) from None
+                returncode = proc.wait()
         except FileNotFoundError:
             hint = f"\n\n{plugin.install_hint.strip()}" if plugin.install_hint else ""
             raise ConfigError(
@@ -217,17 +229,23 @@ class ExecPlugin(Authenticator):
             raise ConfigError(
                 f"{plugin.where}.command: cannot run {plugin.command!r}: {exc.strerror or exc}"
             ) from None
-        if result.returncode != 0:
-            raise ConfigError(
-                f"{plugin.where}: the credential plugin {plugin.command!r} failed with exit "
-                f"code {result.returncode}"
-            )
-        return self._parse(result.stdout)
-
-    def _parse(self, output: bytes) -> _Credential:
-        where = f"{self._plugin.where}: the output of {self._plugin.command!r}"
         try:
-            doc = json.loads(output)
+            if returncode != 0:
+                raise ConfigError(
+                    f"{plugin.where}: the credential plugin {plugin.command!r} failed with exit "
+                    f"code {returncode}"
+                )
+            return self._parse(output)
+        finally:
+            output.wipe()
+
+    def _parse(self, output: Secret) -> _Credential:
+        where = f"{self._plugin.where}: the output of {self._plugin.command!r}"
+        # json leaves copies of what it parses in freed memory: credentials go first.
+        lifted = lift(output, _PLUGIN_CREDENTIAL, json_unescape)
+        lifted_secrets: Dict[str, Secret] = lifted[1] if lifted is not None else {}
+        try:
+            doc = json.loads(bytes(output.view()) if lifted is None else lifted[0])
         except ValueError:
             raise ConfigError(f"{where} is not an ExecCredential JSON object") from None
         if not isinstance(doc, dict) or doc.get("kind") != "ExecCredential":
@@ -258,9 +276,16 @@ class ExecPlugin(Authenticator):
         stamp = status.get("expirationTimestamp")
         if stamp is not None:
             expires = _parse_rfc3339(stamp, f"{where}: status.expirationTimestamp")
-        pair = (cert.encode(), Secret(key)) if cert is not None and key is not None else None
-        credential = Secret.join("Bearer ", token) if token else None
+        pair = None
+        if cert is not None and key is not None:
+            pair = (cert.encode(), lifted_secrets.get(key) or Secret(key))
+        credential = Secret.join("Bearer ", lifted_secrets.get(token, token)) if token else None
         return _Credential(token=credential, cert=pair, expires=expires)
+
+
+# ExecCredential's secret fields; the value group is the string literal's content.
+_PLUGIN_CREDENTIAL = re.compile(rb'"(?:token|clientKeyData)"\s*:\s*"(?P<value>(?:[^"\\]|\\.)*)"')
+_PLUGIN_OUTPUT_LIMIT = 1 << 20
 
 
 def _parse_rfc3339(value: Any, where: str) -> float:

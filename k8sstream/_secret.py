@@ -21,7 +21,7 @@ import mmap
 import re
 import secrets
 import weakref
-from typing import Optional, Union
+from typing import IO, Callable, Dict, List, Optional, Pattern, Tuple, Union
 
 _PLACEHOLDER_PREFIX = b"k8sstream-secret-"
 _PLACEHOLDER = re.compile(re.escape(_PLACEHOLDER_PREFIX) + rb"[0-9a-f]{32}")
@@ -91,29 +91,36 @@ class Secret:
             OSError: the file cannot be read, or it is larger than ``limit``.
         """
         with open(path, "rb", buffering=0) as f:
-            raw = cls.__new__(cls)
-            raw._init_empty(limit + 1)
-            try:
-                view = memoryview(raw._mapping)
+            return cls.read_stream(f, limit, strip, what=path)
+
+    @classmethod
+    def read_stream(
+        cls, stream: IO[bytes], limit: int, strip: bool = True, what: str = "the stream"
+    ) -> Secret:
+        """Everything an unbuffered stream gives until end of file, as :meth:`read_file`."""
+        raw = cls.__new__(cls)
+        raw._init_empty(limit + 1)
+        try:
+            with memoryview(raw._mapping) as view:
                 filled = 0
                 while filled <= limit:
-                    n = f.readinto(view[filled:])
+                    with view[filled:] as free:
+                        n = stream.readinto(free)  # type: ignore[attr-defined]
                     if not n:
                         break
                     filled += n
-                view.release()
-                if filled > limit:
-                    raise OSError(f"{path}: larger than {limit} bytes")
-                start, end = 0, filled
-                mapping = raw._mapping
-                while strip and start < end and mapping[start] in _WHITESPACE:
-                    start += 1
-                while strip and end > start and mapping[end - 1] in _WHITESPACE:
-                    end -= 1
-                with memoryview(mapping)[start:end] as content:
-                    return cls(content)
-            finally:
-                raw.wipe()
+            if filled > limit:
+                raise OSError(f"{what}: larger than {limit} bytes")
+            start, end = 0, filled
+            mapping = raw._mapping
+            while strip and start < end and mapping[start] in _WHITESPACE:
+                start += 1
+            while strip and end > start and mapping[end - 1] in _WHITESPACE:
+                end -= 1
+            with memoryview(mapping)[start:end] as content:
+                return cls(content)
+        finally:
+            raw.wipe()
 
     def __len__(self) -> int:
         return self._size
@@ -245,6 +252,69 @@ def b64decode(encoded: Secret) -> Secret:
                     target[at] = (word >> shift) & 255
                     at += 1
         return out
+
+
+ValueDecoder = Callable[[memoryview], Optional[Secret]]
+
+
+def lift(
+    raw: Secret, pattern: Pattern[bytes], decode: ValueDecoder
+) -> Optional[Tuple[str, Dict[str, Secret]]]:
+    """``raw`` as text with every ``pattern`` match's ``value`` group replaced by a placeholder.
+
+    Parsers (PyYAML, json) leave copies of what they parse in memory they free without
+    clearing, so credentials are taken out of a document before it is parsed. ``decode`` turns
+    the matched bytes into the credential (unquoting, unescaping), or ``None`` to leave them in
+    place. Returns the text and the lifted secrets by placeholder, or ``None`` if ``raw`` is
+    not UTF-8.
+    """
+    pieces: List[str] = []
+    found: Dict[str, Secret] = {}
+    position = 0
+    with raw.view() as text:
+        try:
+            for match in pattern.finditer(text):
+                start, end = match.span("value")
+                with text[start:end] as value:
+                    credential = decode(value)
+                if credential is None:
+                    continue
+                pieces.append(str(text[position:start], "utf-8-sig" if not pieces else "utf-8"))
+                pieces.append(credential.placeholder)
+                found[credential.placeholder] = credential
+                position = end
+            pieces.append(str(text[position:], "utf-8-sig" if not pieces else "utf-8"))
+        except UnicodeDecodeError:
+            return None
+    return "".join(pieces), found
+
+
+_JSON_ESCAPES = {ord(k): ord(v) for k, v in zip('"\\/bfnrt', '"\\/\b\f\n\r\t')}
+
+
+def json_unescape(value: memoryview) -> Optional[Secret]:
+    """The content of a JSON string literal (without its quotes), unescaped into a Secret;
+    ``None`` for ``\\u`` escapes, which tokens and PEM never need (json then handles them)."""
+    out = Secret(bytes(len(value)))
+    target = out._mapping
+    at = i = 0
+    while i < len(value):
+        char = value[i]
+        if char == 92:  # backslash
+            escaped = _JSON_ESCAPES.get(value[i + 1]) if i + 1 < len(value) else None
+            if escaped is None:
+                out.wipe()
+                return None
+            target[at] = escaped
+            i += 2
+        else:
+            target[at] = char
+            i += 1
+        at += 1
+    with memoryview(target)[:at] as content:
+        result = Secret(content)
+    out.wipe()
+    return result
 
 
 def substitute(data: Union[bytes, bytearray, memoryview]) -> Optional[Secret]:

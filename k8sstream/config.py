@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union, ov
 import yaml
 
 from ._proxy import parse_proxy_url
-from ._secret import Secret, b64decode
+from ._secret import Secret, b64decode, lift
 from .errors import ConfigError
 
 __all__ = ["ClusterConfig", "ExecConfig", "load_incluster_config", "load_kubeconfig"]
@@ -220,23 +220,35 @@ def _load_client_certificate(
                 f"{source}: the client certificate and key cannot be loaded ({exc.reason})"
             ) from None
         finally:
-            _scrub_stdio_buffer(key_path)
+            _scrub_key_buffers(cert_path, key_path, key)
 
 
-def _scrub_stdio_buffer(key_path: str) -> None:
-    """Overwrite the C stdio buffer OpenSSL read the key through.
+def _scrub_key_buffers(cert_path: str, key_path: str, key: Union[bytes, Secret]) -> None:
+    """Overwrite the C buffers OpenSSL read the key through.
 
-    OpenSSL reads the key file with ``fread``, and the C library frees that buffer without
-    clearing it, which would leave the PEM text in a core dump. Reading a file of zeros the
-    same way at once makes the allocator hand the same block back and overwrites it.
+    OpenSSL reads the key file with ``fread`` and decodes it through buffers of its own, all
+    freed without being cleared, which would leave the PEM text in a core dump. Loading the
+    same certificate at once with a decoy key of exactly the same shape (same lines, every
+    base64 character an ``A``) makes the allocator hand the same blocks back in the same order,
+    and the decoy overwrites them.
     """
-    size = os.path.getsize(key_path)
+    decoy = bytearray()
+    with memoryview(key.view() if isinstance(key, Secret) else key) as pem:
+        line_start, marker_line = True, False
+        for char in pem:  # byte by byte: slicing the key would copy it onto the heap
+            if line_start:
+                marker_line = char == 45  # "-----BEGIN/END ...-----" lines are kept
+            line_start = char == 10
+            decoy.append(char if marker_line or char not in _BASE64_CHARS else 65)
     with open(key_path, "r+b", buffering=0) as f:
-        f.write(bytes(size))
+        f.write(decoy)
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(key_path)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_path, key_path)
     except ssl.SSLError:
-        pass  # expected: zeros are not a certificate
+        pass  # expected: the decoy decodes to zeros, which is no key
+
+
+_BASE64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 
 
 # --- kubeconfig --------------------------------------------------------------------------------
@@ -518,32 +530,10 @@ _LIFTED_KEYS = ("token", "password", "client-key-data")
 _KUBECONFIG_LIMIT = 64 << 20
 
 
-def _lift_credentials(raw: Secret, lifted: Dict[str, Secret]) -> Optional[str]:
-    """The kubeconfig text with inline credentials replaced by placeholders.
-
-    PyYAML keeps copies of everything it parses in memory it frees without clearing, so the
-    credentials are taken out first; ``None`` if the file is not UTF-8 (YAML then gets the
-    bytes and the credentials take the ordinary path).
-    """
-    pieces: List[str] = []
-    found: Dict[str, Secret] = {}
-    position = 0
-    with raw.view() as text:
-        try:
-            for match in _INLINE_CREDENTIAL.finditer(text):
-                start, end = match.span("value")
-                if text[start] in b"\"'":
-                    start, end = start + 1, end - 1
-                credential = Secret(text[start:end])
-                pieces.append(str(text[position:start], "utf-8-sig" if not pieces else "utf-8"))
-                pieces.append(credential.placeholder)
-                found[credential.placeholder] = credential
-                position = end
-            pieces.append(str(text[position:], "utf-8-sig" if not pieces else "utf-8"))
-        except UnicodeDecodeError:
-            return None
-    lifted.update(found)
-    return "".join(pieces)
+def _unquote(value: memoryview) -> Secret:
+    quoted = value[:1] in (b'"', b"'")
+    with value[1:-1] if quoted else value[:] as content:
+        return Secret(content)
 
 
 def _restore_placeholders(node: Any, lifted: Dict[str, Secret], path: Tuple[str, ...] = ()) -> Any:
@@ -562,8 +552,10 @@ def _restore_placeholders(node: Any, lifted: Dict[str, Secret], path: Tuple[str,
 def _merge_file(merged: _Merged, path: str) -> None:
     raw = _read_file(path, path, "", secret=True)
     try:
-        text = _lift_credentials(raw, merged.lifted)
-        source: Union[str, bytes] = text if text is not None else bytes(raw.view())
+        # PyYAML leaves copies of what it parses in freed memory: credentials go first.
+        lifted = lift(raw, _INLINE_CREDENTIAL, _unquote)
+        source: Union[str, bytes] = bytes(raw.view()) if lifted is None else lifted[0]
+        merged.lifted.update(lifted[1] if lifted is not None else {})
     finally:
         raw.wipe()
     try:

@@ -11,6 +11,7 @@ every dump, so an empty or partial dump cannot pass.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import ssl
@@ -218,11 +219,28 @@ def dumps_of_a_session(child: Child, tmp_path: Any) -> List[Tuple[str, bytes]]:
     return [("session open", during), ("session closed", after)]
 
 
-@pytest.mark.parametrize("source", ["tokenFile", "token"])
+def exec_plugin(tmp_path: Any, status: Dict[str, str]) -> Dict[str, Any]:
+    """A kubeconfig ``exec`` entry for a plugin that prints an ExecCredential with ``status``."""
+    api_version = "client.authentication.k8s.io/v1"
+    credential = tmp_path / "credential.json"
+    credential.write_text(
+        json.dumps({"apiVersion": api_version, "kind": "ExecCredential", "status": status})
+    )
+    script = tmp_path / "plugin"
+    script.write_text(f"#!/bin/sh\nexec cat '{credential}'\n")
+    script.chmod(0o755)
+    return {"apiVersion": api_version, "command": str(script), "interactiveMode": "Never"}
+
+
+@pytest.mark.parametrize("source", ["tokenFile", "token", "exec"])
 def test_the_bearer_token_is_in_no_core_dump(ca, tmp_path, run_child, source):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    user = {"tokenFile": str(token_file)} if source == "tokenFile" else {"token": TOKEN}
+    user: Dict[str, Any] = {
+        "tokenFile": {"tokenFile": str(token_file)},
+        "token": {"token": TOKEN},
+        "exec": {"exec": exec_plugin(tmp_path, {"token": TOKEN})},
+    }[source]
     with ApiServer(ssl_context=server_context(ca), token=TOKEN) as server:
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server, ca, user)
         server.faults.stall(match="/exec")
@@ -254,9 +272,10 @@ def test_the_bearer_token_is_in_no_core_dump(ca, tmp_path, run_child, source):
     )
 
 
-@pytest.mark.parametrize("source", ["client-key", "client-key-data"])
-def test_the_client_key_is_in_no_core_dump(ca, tmp_path, run_child, source):
-    client_cert = ca.issue_cert("alice", common_name="alice")
+@pytest.mark.parametrize("key_type", ["ECDSA", "RSA"])
+@pytest.mark.parametrize("source", ["client-key", "client-key-data", "exec"])
+def test_the_client_key_is_in_no_core_dump(ca, tmp_path, run_child, source, key_type):
+    client_cert = ca.issue_cert("alice", common_name="alice", key_type=trustme.KeyType[key_type])
     key_pem = client_cert.private_key_pem.bytes()
     key_file = tmp_path / "client.key"
     key_file.write_bytes(key_pem)
@@ -265,8 +284,14 @@ def test_the_client_key_is_in_no_core_dump(ca, tmp_path, run_child, source):
     }
     if source == "client-key":
         user["client-key"] = str(key_file)
-    else:
+    elif source == "client-key-data":
         user["client-key-data"] = base64.b64encode(key_pem).decode()
+    else:
+        status = {
+            "clientCertificateData": client_cert.cert_chain_pems[0].bytes().decode(),
+            "clientKeyData": key_pem.decode(),
+        }
+        user = {"exec": exec_plugin(tmp_path, status)}
     with ApiServer(ssl_context=server_context(ca), client_ca=ca.cert_pem.bytes()) as server:
         child = run_child(write_kubeconfig(tmp_path / "kubeconfig", server, ca, user))
         dumps = dumps_of_a_session(child, tmp_path)
@@ -277,7 +302,7 @@ def test_the_client_key_is_in_no_core_dump(ca, tmp_path, run_child, source):
         assert_absent(dump, child.canary, forms, when)
     record(
         "security",
-        f"core dumps (gcore) of a TLS exec client, client key from kubeconfig {source}",
+        f"core dumps (gcore) of a TLS exec client, {key_type} client key from kubeconfig {source}",
         "key absent as PEM lines, PEM text and DER, mid-session and after close "
         "(OpenSSL's own parsed key is necessarily in memory)",
         dumps=len(dumps),

@@ -154,9 +154,8 @@ def test_client_certificate_from_relative_files(ca, tmp_path, monkeypatch):
         real_load = ssl.SSLContext.load_cert_chain
 
         def spy(self, certfile, keyfile=None, password=None):
-            if keyfile is not None:  # not the zeroed file read to scrub the stdio buffer
-                seen.append((os.stat(os.path.dirname(keyfile)).st_mode, os.stat(keyfile).st_mode))
-                seen.append(keyfile)
+            seen.append((os.stat(os.path.dirname(keyfile)).st_mode, os.stat(keyfile).st_mode))
+            seen.append(keyfile)
             return real_load(self, certfile, keyfile, password)
 
         monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", spy)
