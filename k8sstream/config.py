@@ -523,15 +523,21 @@ def load_incluster_config(
 _INLINE_CREDENTIAL = re.compile(
     rb"""^[ \t]*(?:-[ \t]+)?(?P<q>["']?)(?P<key>token|password|client-key-data)(?P=q)"""
     rb"""[ \t]*:[ \t]*"""
-    rb"""(?P<value>"[\w.~+/=-]+"|'[\w.~+/=-]+'|[\w.~+/=-]+)[ \t]*,?[ \t]*\r?$""",
+    rb"""(?P<value>"[^"\\\r\n]+"|'[^'\r\n]+'|[\w.~+/=-]+)[ \t]*,?[ \t]*\r?$""",
     re.MULTILINE | re.ASCII,
 )
 _LIFTED_KEYS = ("token", "password", "client-key-data")
 _KUBECONFIG_LIMIT = 64 << 20
 
 
-def _unquote(value: memoryview) -> Secret:
+# Plain scalars YAML reads as null or a boolean, not as the characters written.
+_YAML_WORDS = {b"~", b"null", b"true", b"false", b"yes", b"no", b"on", b"off", b"y", b"n"}
+
+
+def _unquote(value: memoryview) -> Optional[Secret]:
     quoted = value[:1] in (b'"', b"'")
+    if not quoted and len(value) <= 5 and bytes(value).lower() in _YAML_WORDS:
+        return None  # left for YAML to read
     with value[1:-1] if quoted else value[:] as content:
         return Secret(content)
 

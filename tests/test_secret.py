@@ -185,3 +185,20 @@ def test_a_kubeconfig_that_is_not_utf8_still_loads(tmp_path):
     path.write_bytes(yaml.safe_dump(kubeconfig_doc({"token": TOKEN})).encode("utf-16"))
     config = load_kubeconfig(str(path))
     assert isinstance(config.token, Secret) and config.token.reveal() == TOKEN
+
+
+def test_lifting_keeps_yaml_meaning(tmp_path):
+    path = tmp_path / "kubeconfig"
+    for written, expected in [
+        ("token: null", None),
+        ("token: ~", None),
+        ("token: 'it''s'", "it's"),  # an escaped quote: YAML reads it
+        ('token: "tab\\there"', "tab\there"),  # an escape sequence: YAML reads it
+        ('token: "p@ss w0rd: #1!"', "p@ss w0rd: #1!"),
+        ("token: abc  # a comment", "abc"),
+    ]:
+        doc = yaml.safe_dump(kubeconfig_doc({"token": "PLACE"})).replace("token: PLACE", written)
+        path.write_text(doc)
+        config = load_kubeconfig(str(path))
+        got = config.token.reveal() if isinstance(config.token, Secret) else config.token
+        assert got == expected, written

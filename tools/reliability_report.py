@@ -32,6 +32,7 @@ TESTS = [
     "tests/test_fuzz.py",
     "tests/test_load.py",
     "tests/test_security.py",
+    "tests/test_core_dump.py",
 ]
 AREAS = [
     ("connection", "The connection ends at the wrong moment"),
