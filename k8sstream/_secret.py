@@ -43,9 +43,10 @@ def _new_mapping(size: int) -> mmap.mmap:
     return mapping
 
 
-def _wipe(mapping: mmap.mmap) -> None:
+def _wipe(mapping: mmap.mmap, extent: List[int]) -> None:
+    # Only the written extent: a read buffer maps its whole limit, mostly never touched.
     if not mapping.closed:
-        mapping[:] = bytes(len(mapping))
+        mapping[: extent[0]] = bytes(extent[0])
         try:
             mapping.close()
         except BufferError:
@@ -60,17 +61,18 @@ class Secret:
     ``repr()`` shows no content, and a secret cannot be pickled.
     """
 
-    __slots__ = ("__weakref__", "_finalizer", "_mapping", "_placeholder", "_size")
+    __slots__ = ("__weakref__", "_extent", "_finalizer", "_mapping", "_placeholder", "_size")
 
     def __init__(self, value: Chunk = b"") -> None:
         self._init_empty(_chunk_length(value))
         _copy_into(self._mapping, 0, value)
 
-    def _init_empty(self, size: int) -> None:
+    def _init_empty(self, size: int, extent: Optional[int] = None) -> None:
         self._mapping = _new_mapping(size)
         self._size = size
+        self._extent = [size if extent is None else extent]  # how much may hold data
         self._placeholder: Optional[str] = None
-        self._finalizer = weakref.finalize(self, _wipe, self._mapping)
+        self._finalizer = weakref.finalize(self, _wipe, self._mapping, self._extent)
 
     @classmethod
     def join(cls, *parts: Chunk) -> Secret:
@@ -99,7 +101,7 @@ class Secret:
     ) -> Secret:
         """Everything an unbuffered stream gives until end of file, as :meth:`read_file`."""
         raw = cls.__new__(cls)
-        raw._init_empty(limit + 1)
+        raw._init_empty(limit + 1, extent=0)
         try:
             with memoryview(raw._mapping) as view:
                 filled = 0
@@ -109,6 +111,7 @@ class Secret:
                     if not n:
                         break
                     filled += n
+                    raw._extent[0] = filled
             if filled > limit:
                 raise OSError(f"{what}: larger than {limit} bytes")
             start, end = 0, filled

@@ -199,13 +199,22 @@ def _pem_text(config: ClusterConfig) -> str:
 def _load_client_certificate(
     ctx: ssl.SSLContext, cert: bytes, key: Union[bytes, Secret], source: str
 ) -> None:
-    # ssl can only load a key from a file: write it to a private temporary directory, readable
-    # by this user alone, and remove it at once.
+    """Load the pair into ``ctx``, leaving no copy of the key in freed C memory.
+
+    ssl can only load a key from a file: it goes to a private temporary directory, readable by
+    this user alone, and removed at once. OpenSSL reads it with ``fread`` and decodes it through
+    buffers of its own, all freed without being cleared, which would leave the PEM text in a
+    core dump. So the same certificate is loaded again at once, into a context made
+    beforehand, with a decoy key of exactly the same shape (same lines, every base64 character
+    an ``A``): with nothing allocated in between, the allocator hands the same blocks back in
+    the same order and the decoy overwrites them.
+    """
     with tempfile.TemporaryDirectory(prefix="k8sstream-") as tmp:
         os.chmod(tmp, 0o700)
         cert_path = os.path.join(tmp, "client.crt")
         key_path = os.path.join(tmp, "client.key")
-        for path, data in ((cert_path, cert), (key_path, key)):
+        decoy_path = os.path.join(tmp, "decoy.key")
+        for path, data in ((cert_path, cert), (key_path, key), (decoy_path, _decoy_key(key))):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb", buffering=0) as f:
                 if isinstance(data, Secret):
@@ -213,6 +222,7 @@ def _load_client_certificate(
                         f.write(view)  # unbuffered: no copy of the key on the heap
                 else:
                     f.write(data)
+        decoy_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         try:
             ctx.load_cert_chain(cert_path, key_path)
         except ssl.SSLError as exc:
@@ -220,18 +230,13 @@ def _load_client_certificate(
                 f"{source}: the client certificate and key cannot be loaded ({exc.reason})"
             ) from None
         finally:
-            _scrub_key_buffers(cert_path, key_path, key)
+            try:
+                decoy_ctx.load_cert_chain(cert_path, decoy_path)
+            except ssl.SSLError:
+                pass  # expected: the decoy decodes to zeros, which is no key
 
 
-def _scrub_key_buffers(cert_path: str, key_path: str, key: Union[bytes, Secret]) -> None:
-    """Overwrite the C buffers OpenSSL read the key through.
-
-    OpenSSL reads the key file with ``fread`` and decodes it through buffers of its own, all
-    freed without being cleared, which would leave the PEM text in a core dump. Loading the
-    same certificate at once with a decoy key of exactly the same shape (same lines, every
-    base64 character an ``A``) makes the allocator hand the same blocks back in the same order,
-    and the decoy overwrites them.
-    """
+def _decoy_key(key: Union[bytes, Secret]) -> bytes:
     decoy = bytearray()
     with memoryview(key.view() if isinstance(key, Secret) else key) as pem:
         line_start, marker_line = True, False
@@ -240,12 +245,7 @@ def _scrub_key_buffers(cert_path: str, key_path: str, key: Union[bytes, Secret])
                 marker_line = char == 45  # "-----BEGIN/END ...-----" lines are kept
             line_start = char == 10
             decoy.append(char if marker_line or char not in _BASE64_CHARS else 65)
-    with open(key_path, "r+b", buffering=0) as f:
-        f.write(decoy)
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_path, key_path)
-    except ssl.SSLError:
-        pass  # expected: the decoy decodes to zeros, which is no key
+    return bytes(decoy)
 
 
 _BASE64_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
