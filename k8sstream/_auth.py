@@ -101,7 +101,7 @@ class TokenFile(Authenticator):
                     token.wipe()
                     self._stamp = stamp
             except OSError as exc:
-                logger.warning("cannot re-read token file %s: %s", self._path, exc.strerror)
+                logger.warning("cannot re-read token file %s: %s", self._path, exc.strerror or exc)
             return self._credential
 
     def credential(self) -> Optional[Secret]:

@@ -602,13 +602,15 @@ def _read_file(path: str, source: str, key: str, secret: bool = False) -> Union[
     try:
         if secret:
             # A kubeconfig is read whole (its indentation matters); credentials are trimmed.
-            return Secret.read_file(path, _KUBECONFIG_LIMIT, strip=bool(key))
+            if not key:
+                return Secret.read_file(path, _KUBECONFIG_LIMIT, strip=False)
+            return Secret.read_file(path)
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
         what = f"{key} refers to " if key else ""
         raise ConfigError(
-            f"{source}: {what}{path!r}, which cannot be read ({exc.strerror})"
+            f"{source}: {what}{path!r}, which cannot be read ({exc.strerror or exc})"
         ) from None
 
 

@@ -204,3 +204,12 @@ def test_lifting_keeps_yaml_meaning(tmp_path):
         config = load_kubeconfig(str(path))
         got = config.token.reveal() if isinstance(config.token, Secret) else config.token
         assert got == expected, written
+
+
+def test_a_token_file_over_the_limit_is_a_clear_config_error(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"x" * ((1 << 20) + 1))
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig_doc({"tokenFile": str(token_file)})))
+    with pytest.raises(ConfigError, match="larger than 1048576 bytes"):
+        load_kubeconfig(str(path))
