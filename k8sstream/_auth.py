@@ -278,7 +278,8 @@ class ExecPlugin(Authenticator):
             expires = _parse_rfc3339(stamp, f"{where}: status.expirationTimestamp")
         pair = None
         if cert is not None and key is not None:
-            pair = (cert.encode(), lifted_secrets.get(key) or Secret(key))
+            lifted_key = lifted_secrets.get(key)
+            pair = (cert.encode(), lifted_key if lifted_key is not None else Secret(key))
         credential = Secret.join("Bearer ", lifted_secrets.get(token, token)) if token else None
         return _Credential(token=credential, cert=pair, expires=expires)
 

@@ -297,7 +297,10 @@ _JSON_ESCAPES = {ord(k): ord(v) for k, v in zip('"\\/bfnrt', '"\\/\b\f\n\r\t')}
 
 def json_unescape(value: memoryview) -> Optional[Secret]:
     """The content of a JSON string literal (without its quotes), unescaped into a Secret;
-    ``None`` for ``\\u`` escapes, which tokens and PEM never need (json then handles them)."""
+    ``None`` for ``\\u`` escapes, which tokens and PEM never need, and for an empty string
+    (json then handles them)."""
+    if not value:
+        return None  # an empty string carries no credential: json reads it as ""
     out = Secret(bytes(len(value)))
     target = out._mapping
     at = i = 0

@@ -213,3 +213,40 @@ def test_a_token_file_over_the_limit_is_a_clear_config_error(tmp_path):
     path.write_text(yaml.safe_dump(kubeconfig_doc({"tokenFile": str(token_file)})))
     with pytest.raises(ConfigError, match="larger than 1048576 bytes"):
         load_kubeconfig(str(path))
+
+
+@pytest.mark.parametrize(
+    "status, token",
+    [
+        ({"token": "plugin\\/tok\\\\en\\n"}, "Bearer plugin/tok\\en\n"),
+        ({"token": "tok\\u00e9"}, "Bearer toké"),  # left to json: \\u escapes are not lifted
+        ({"token": ""}, None),
+    ],
+)
+def test_exec_plugin_output_is_lifted_and_unescaped(tmp_path, status, token):
+    import k8sstream
+
+    output = (
+        json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential"})[:-1]
+        + ', "status": {'
+        + ", ".join(f'"{k}": "{v}"' for k, v in status.items())
+        + "}}"
+    )
+    (tmp_path / "credential.json").write_text(output)
+    script = tmp_path / "plugin"
+    script.write_text(f"#!/bin/sh\nexec cat '{tmp_path / 'credential.json'}'\n")
+    script.chmod(0o755)
+    plugin = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "command": str(script),
+        "interactiveMode": "Never",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig_doc({"exec": plugin})))
+    with k8sstream.Client.from_kubeconfig(str(path)) as client:
+        if token is None:
+            with pytest.raises(ConfigError, match="neither a token nor a client certificate"):
+                client._auth.credential()
+        else:
+            credential = client._auth.credential()
+            assert credential is not None and credential.reveal() == token
