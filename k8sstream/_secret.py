@@ -75,10 +75,16 @@ class Secret:
         self._finalizer = weakref.finalize(self, _wipe, self._mapping, self._extent)
 
     @classmethod
+    def _blank(cls, size: int, extent: Optional[int] = None) -> Secret:
+        """A zeroed secret of ``size`` bytes, for the functions here to fill in place."""
+        secret = cls.__new__(cls)
+        secret._init_empty(size, extent)
+        return secret
+
+    @classmethod
     def join(cls, *parts: Chunk) -> Secret:
         """The concatenation of ``parts`` (str parts are UTF-8)."""
-        secret = cls.__new__(cls)
-        secret._init_empty(sum(_chunk_length(part) for part in parts))
+        secret = cls._blank(sum(_chunk_length(part) for part in parts))
         offset = 0
         for part in parts:
             offset = _copy_into(secret._mapping, offset, part)
@@ -100,8 +106,7 @@ class Secret:
         cls, stream: IO[bytes], limit: int, strip: bool = True, what: str = "the stream"
     ) -> Secret:
         """Everything an unbuffered stream gives until end of file, as :meth:`read_file`."""
-        raw = cls.__new__(cls)
-        raw._init_empty(limit + 1, extent=0)
+        raw = cls._blank(limit + 1, extent=0)
         try:
             with memoryview(raw._mapping) as view:
                 filled = 0
@@ -199,8 +204,9 @@ def basic_credentials(username: str, password: Union[str, Secret]) -> Secret:
     try:
         with pair.view() as raw:
             length = len(raw)
-            out = Secret.join("Basic ", bytes(4 * ((length + 2) // 3)))
+            out = Secret._blank(len("Basic ") + 4 * ((length + 2) // 3))
             target = out._mapping
+            target[: len("Basic ")] = b"Basic "
             at = len("Basic ")
             for i in range(0, length, 3):
                 block = raw[i : i + 3]
@@ -235,7 +241,7 @@ def b64decode(encoded: Secret) -> Secret:
         padding = 2 if text[-2:] == b"==" else 1 if text[-1:] == b"=" else 0
         if length % 4:
             raise ValueError("base64 length is not a multiple of 4")
-        out = Secret(bytes(length // 4 * 3 - padding))
+        out = Secret._blank(length // 4 * 3 - padding)
         target = out._mapping
         at = 0
         for i in range(0, length, 4):
@@ -301,7 +307,7 @@ def json_unescape(value: memoryview) -> Optional[Secret]:
     (json then handles them)."""
     if not value:
         return None  # an empty string carries no credential: json reads it as ""
-    out = Secret(bytes(len(value)))
+    out = Secret._blank(len(value))
     target = out._mapping
     at = i = 0
     while i < len(value):
@@ -317,10 +323,8 @@ def json_unescape(value: memoryview) -> Optional[Secret]:
             target[at] = char
             i += 1
         at += 1
-    with memoryview(target)[:at] as content:
-        result = Secret(content)
-    out.wipe()
-    return result
+    out._size = at  # escapes made it shorter; the wipe still covers every byte written
+    return out
 
 
 def substitute(data: Union[bytes, bytearray, memoryview]) -> Optional[Secret]:
