@@ -18,7 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import yaml
@@ -105,17 +105,25 @@ def write_kubeconfig(path: Any, server: ApiServer, ca: Any, user: Dict[str, Any]
     return str(path)
 
 
-def core_dump(pid: int, directory: Any) -> bytes:
+def take_core_dump(pid: int, directory: Any) -> Tuple[Optional[bytes], str]:
+    """The process's core as gcore writes it (removed from disk), or ``None`` and gcore's error."""
     prefix = os.path.join(str(directory), "core")
     done = subprocess.run(
         ["gcore", "-o", prefix, str(pid)], capture_output=True, text=True, timeout=120
     )
     path = f"{prefix}.{pid}"
     if done.returncode != 0 or not os.path.exists(path):
-        pytest.fail(f"gcore failed ({done.returncode}): {done.stderr[-500:]}")
+        return None, f"gcore exit {done.returncode}: {done.stderr[-500:]}"
     with open(path, "rb") as f:
         data = f.read()
     os.unlink(path)
+    return data, ""
+
+
+def core_dump(pid: int, directory: Any) -> bytes:
+    data, error = take_core_dump(pid, directory)
+    if data is None:
+        pytest.fail(error)
     return data
 
 
@@ -177,16 +185,12 @@ def gcore_works(tmp_path_factory: Any) -> None:
     """gcore needs ptrace: containers without CAP_SYS_PTRACE or with Yama scope 2+ refuse it."""
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        prefix = os.path.join(str(tmp_path_factory.mktemp("probe")), "core")
-        done = subprocess.run(
-            ["gcore", "-o", prefix, str(sleeper.pid)], capture_output=True, text=True, timeout=120
-        )
-        if done.returncode != 0 or not os.path.exists(f"{prefix}.{sleeper.pid}"):
-            pytest.skip(f"gcore cannot dump a child process here (ptrace refused?): {done.stderr}")
-        os.unlink(f"{prefix}.{sleeper.pid}")
+        data, error = take_core_dump(sleeper.pid, tmp_path_factory.mktemp("probe"))
     finally:
         sleeper.kill()
         sleeper.wait()
+    if data is None:
+        pytest.skip(f"gcore cannot dump a child process here (ptrace refused?): {error}")
 
 
 @pytest.fixture
